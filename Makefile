@@ -1,0 +1,34 @@
+# The two entry points of the README. Both install what they need first.
+SHELL := /bin/bash
+export PATH := /usr/local/go/bin:$(PATH)
+GO ?= go
+BIN := bin/labrun
+REPORT ?= labrun-report
+FLAVORS ?= mysql mariadb
+
+.PHONY: lab test setup build images unit clean-runs
+
+# The main job: the lab library on the default server (Oracle MySQL, process
+# engine). Pass ARGS="--tag quick" to run only the quick scenarios.
+lab: setup build
+	$(BIN) images build mysql
+	$(BIN) run scenarios/ --report-dir $(REPORT) --junit $(REPORT)/junit.xml --html $(REPORT)/report.html $(ARGS)
+
+# Every test tier: unit, namespace (root) and end to end (root and both
+# server flavors).
+test: setup build
+	$(BIN) images build $(FLAVORS)
+	LABRUN_BIN=$(CURDIR)/$(BIN) $(GO) test -count=1 -timeout 60m ./... 2>&1 | tee test.log; exit $${PIPESTATUS[0]}
+
+setup:
+	@scripts/setup.sh
+
+build:
+	CGO_ENABLED=0 $(GO) build -o $(BIN) ./cmd/labrun
+
+# Unit tier only: no root, no server.
+unit:
+	$(GO) test -short ./...
+
+clean-runs: build
+	$(BIN) cleanup

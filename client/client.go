@@ -1,0 +1,137 @@
+// Package client runs MySQL clients inside a host's network namespace: the
+// go-sql-driver driver (dialing from inside the namespace) and the flavor's
+// own command-line client. Each run is one session: connect, run the
+// statements in order on that one connection, close.
+package client
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"regexp"
+	"strconv"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/labrun/labrun/journal"
+	"github.com/labrun/labrun/server"
+	"github.com/vishvananda/netns"
+)
+
+// Kinds of client.
+const (
+	KindGo  = "go"
+	KindCLI = "cli"
+)
+
+// ErrUnknownKind is returned for a client kind labrun does not have.
+var ErrUnknownKind = errors.New("unknown client kind")
+
+// Spec is what one client session does.
+type Spec struct {
+	Kind           string
+	Host           string // the host (namespace) the client runs on, for reports
+	SQL            []string
+	Database       string
+	ConnectTimeout time.Duration // 0: the kernel's connect timeout
+	ReadTimeout    time.Duration // go only; 0: none
+	WriteTimeout   time.Duration // go only; 0: none
+}
+
+// Event is one timestamped thing the client did or saw.
+type Event struct {
+	Time time.Time `json:"time"`
+	What string    `json:"what"`
+}
+
+// Statement is the outcome of one statement.
+type Statement struct {
+	SQL   string    `json:"sql"`
+	Start time.Time `json:"start"`
+	End   time.Time `json:"end"`
+	Rows  int       `json:"rows"`
+	Error string    `json:"error,omitempty"`
+}
+
+// Result is the outcome of one client session.
+type Result struct {
+	Kind  string    `json:"kind"`
+	Start time.Time `json:"start"`
+	End   time.Time `json:"end"`
+	// Error is the session's first error as the client reported it: for the
+	// cli client its "ERROR NNNN (SQLSTATE): ..." line, for the go client the
+	// driver's error text.
+	Error    string `json:"error,omitempty"`
+	Code     int    `json:"code,omitempty"`     // MySQL error number
+	SQLState string `json:"sqlstate,omitempty"` // five characters
+	Errno    int    `json:"errno,omitempty"`    // system errno, e.g. 110 ETIMEDOUT
+	// Local is the client's address once connected ("10.89.0.10:41234").
+	Local      string      `json:"local,omitempty"`
+	Statements []Statement `json:"statements,omitempty"`
+	Output     string      `json:"output,omitempty"` // cli standard output
+	Events     []Event     `json:"events,omitempty"` // attempts and the driver's log lines
+	mu         sync.Mutex
+}
+
+// Failed reports whether the session ended with an error.
+func (r *Result) Failed() bool { return r.Error != "" }
+
+// Elapsed is the session's duration.
+func (r *Result) Elapsed() time.Duration { return r.End.Sub(r.Start) }
+
+func (r *Result) event(format string, args ...any) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.Events = append(r.Events, Event{Time: time.Now(), What: fmt.Sprintf(format, args...)})
+}
+
+// Run runs one client session from namespace ns against srv. It returns when
+// the session ends or ctx is done; a cli process is killed on ctx.
+func Run(ctx context.Context, ns netns.NsHandle, srv *server.Server, spec Spec, j *journal.Journal) *Result {
+	switch spec.Kind {
+	case KindGo:
+		return runGo(ctx, ns, srv, spec)
+	case KindCLI:
+		return runCLI(ctx, ns, srv, spec, j)
+	}
+	r := &Result{Kind: spec.Kind, Start: time.Now()}
+	r.End = r.Start
+	r.Error = fmt.Errorf("%w %q", ErrUnknownKind, spec.Kind).Error()
+	return r
+}
+
+// errorLine matches the command-line clients' error lines, e.g.
+//
+//	ERROR 2003 (HY000): Can't connect to MySQL server on '10.89.0.11:3306' (110)
+//	ERROR 2013 (HY000): Lost connection to MySQL server at 'reading initial communication packet', system error: 110
+//	ERROR 1205 (HY000) at line 1: Lock wait timeout exceeded; try restarting transaction
+var errorLine = regexp.MustCompile(`(?m)^ERROR (\d+) \(([0-9A-Z]{5})\)(?: at line \d+)?: (.*)$`)
+var errnoTail = regexp.MustCompile(`(?:\((\d+)\)|system error: (\d+))\s*$`)
+
+// ParseCLIError extracts the code, SQLSTATE, errno and line from a client's
+// standard error. ok is false when there is no error line.
+func ParseCLIError(stderr string) (code int, sqlstate string, errno int, line string, ok bool) {
+	m := errorLine.FindStringSubmatch(stderr)
+	if m == nil {
+		return 0, "", 0, "", false
+	}
+	code, _ = strconv.Atoi(m[1])
+	if e := errnoTail.FindStringSubmatch(m[3]); e != nil {
+		s := e[1]
+		if s == "" {
+			s = e[2]
+		}
+		errno, _ = strconv.Atoi(s)
+	}
+	return code, m[2], errno, m[0], true
+}
+
+// errnoOf finds the system errno inside a wrapped Go error.
+func errnoOf(err error) int {
+	var en syscall.Errno
+	if errors.As(err, &en) {
+		return int(en)
+	}
+	return 0
+}

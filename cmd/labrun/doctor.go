@@ -1,0 +1,112 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+
+	"github.com/labrun/labrun/journal"
+	"github.com/labrun/labrun/netem"
+	"github.com/labrun/labrun/server"
+	"github.com/spf13/cobra"
+)
+
+func newDoctorCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "doctor",
+		Short: "Say what this machine can and cannot do for labrun, and list leftovers of killed runs",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			out := cmd.OutOrStdout()
+			mark := func(ok bool) string {
+				if ok {
+					return "ok  "
+				}
+				return "no  "
+			}
+			kernel, _ := os.ReadFile("/proc/sys/kernel/osrelease")
+			fmt.Fprintf(out, "kernel %s\n", strings.TrimSpace(string(kernel)))
+			for _, c := range netem.Probe() {
+				fmt.Fprintf(out, "%s%-24s %s\n", mark(c.OK), c.Name, c.Detail)
+			}
+			for _, tool := range []struct{ bin, why string }{
+				{"debootstrap", "builds the server root filesystems"},
+				{"tshark", "test oracle for the capture analyzer (tests only)"},
+			} {
+				_, err := exec.LookPath(tool.bin)
+				fmt.Fprintf(out, "%s%-24s %s\n", mark(err == nil), tool.bin, tool.why)
+			}
+			for _, f := range server.Flavors() {
+				img, err := server.Find(f)
+				switch {
+				case err == nil:
+					fmt.Fprintf(out, "ok  flavor %-17s %s in %s\n", f, img.Version, img.Root)
+				case errors.Is(err, server.ErrNotBuilt):
+					fmt.Fprintf(out, "no  flavor %-17s not built: labrun images build %s\n", f, f)
+				default:
+					fmt.Fprintf(out, "no  flavor %-17s %v\n", f, err)
+				}
+			}
+			left := leftovers()
+			if len(left) == 0 {
+				fmt.Fprintln(out, "ok  leftovers                none")
+				return nil
+			}
+			for _, l := range left {
+				fmt.Fprintf(out, "no  leftover                 %s\n", l)
+			}
+			fmt.Fprintln(out, "run 'labrun cleanup' to remove them")
+			return nil
+		},
+	}
+}
+
+// leftovers lists what killed runs left: journals of dead runs with pending
+// resources, labrun namespaces, and server processes running from the cache.
+func leftovers() []string {
+	var out []string
+	live := map[string]bool{}
+	runs, _ := journal.List()
+	for _, r := range runs {
+		if r.Alive {
+			live[r.ID] = true
+			continue
+		}
+		pending, _ := journal.Pending(r.Dir)
+		for _, e := range pending {
+			if journal.Exists(e) {
+				out = append(out, fmt.Sprintf("run %s: %s %s%s", r.ID, e.Kind, e.Name+e.Path, pidText(e.PID)))
+			}
+		}
+		if len(pending) == 0 {
+			out = append(out, fmt.Sprintf("run %s: empty journal %s", r.ID, r.Dir))
+		}
+	}
+	names, _ := netem.Namespaces()
+	for _, n := range names {
+		if !owned(n, live) {
+			out = append(out, "namespace "+n)
+		}
+	}
+	procs, _ := filepath.Glob("/proc/[0-9]*/root")
+	cache := server.CacheDir()
+	for _, p := range procs {
+		root, err := os.Readlink(p)
+		if err == nil && strings.HasPrefix(root, cache) {
+			pid := filepath.Base(filepath.Dir(p))
+			comm, _ := os.ReadFile(filepath.Join(filepath.Dir(p), "comm"))
+			out = append(out, fmt.Sprintf("process %s %s (root %s)", pid, strings.TrimSpace(string(comm)), root))
+		}
+	}
+	return out
+}
+
+func pidText(pid int) string {
+	if pid == 0 {
+		return ""
+	}
+	return fmt.Sprintf("pid %d", pid)
+}

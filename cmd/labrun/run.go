@@ -1,0 +1,241 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/labrun/labrun/reports"
+	"github.com/labrun/labrun/runner"
+	"github.com/spf13/cobra"
+)
+
+type runFlags struct {
+	reportDir string
+	junit     string
+	html      string
+	jobs      int
+	slow      float64
+	flavor    string
+	engine    string
+	tags      []string
+	skipTags  []string
+	verbose   bool
+}
+
+func newRunCmd() *cobra.Command {
+	f := &runFlags{}
+	cmd := &cobra.Command{
+		Use:   "run PATH...",
+		Short: "Run scenarios (files, or folders searched for *.yaml)",
+		Args:  cobra.MinimumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return runScenarios(cmd, f, args)
+		},
+	}
+	fl := cmd.Flags()
+	fl.StringVar(&f.reportDir, "report-dir", "labrun-report", "directory for report.json, pcaps and logs")
+	fl.StringVar(&f.junit, "junit", "", "also write JUnit XML to this file")
+	fl.StringVar(&f.html, "html", "", "also write an HTML report to this file")
+	fl.IntVarP(&f.jobs, "jobs", "j", 1, "scenarios run at once; timings are most faithful at 1")
+	fl.Float64Var(&f.slow, "slow", 1, "scale every timing tolerance by this factor")
+	fl.StringVar(&f.flavor, "flavor", "", "override the server flavor (mysql, mariadb)")
+	fl.StringVar(&f.engine, "engine", "", "override the server engine (process)")
+	fl.StringSliceVar(&f.tags, "tag", nil, "run only scenarios with all of these tags")
+	fl.StringSliceVar(&f.skipTags, "skip-tag", nil, "skip scenarios with any of these tags")
+	fl.BoolVarP(&f.verbose, "verbose", "v", false, "log each step")
+	return cmd
+}
+
+// collect expands folders into their *.yaml files (schema.json and other
+// files are ignored), sorted.
+func collect(args []string) ([]string, error) {
+	var files []string
+	for _, a := range args {
+		st, err := os.Stat(a)
+		if err != nil {
+			return nil, err
+		}
+		if !st.IsDir() {
+			files = append(files, a)
+			continue
+		}
+		err = filepath.WalkDir(a, func(p string, d fs.DirEntry, err error) error {
+			if err != nil {
+				return err
+			}
+			if !d.IsDir() && (strings.HasSuffix(p, ".yaml") || strings.HasSuffix(p, ".yml")) {
+				files = append(files, p)
+			}
+			return nil
+		})
+		if err != nil {
+			return nil, err
+		}
+	}
+	sort.Strings(files)
+	return files, nil
+}
+
+func hasAll(tags, want []string) bool {
+	for _, w := range want {
+		found := false
+		for _, t := range tags {
+			found = found || t == w
+		}
+		if !found {
+			return false
+		}
+	}
+	return true
+}
+
+func hasAny(tags, skip []string) bool {
+	for _, s := range skip {
+		for _, t := range tags {
+			if t == s {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+func runScenarios(cmd *cobra.Command, f *runFlags, args []string) error {
+	files, err := collect(args)
+	if err != nil {
+		return exitWith(exitUsage, err)
+	}
+	// Every file is validated before anything is touched.
+	var scs []*runner.Scenario
+	var bad []string
+	for _, p := range files {
+		sc, err := runner.Load(p)
+		if err != nil {
+			bad = append(bad, err.Error())
+			continue
+		}
+		if hasAll(sc.Tags, f.tags) && !hasAny(sc.Tags, f.skipTags) {
+			scs = append(scs, sc)
+		}
+	}
+	if len(bad) > 0 {
+		return exitWith(exitUsage, errors.New(strings.Join(bad, "\n")))
+	}
+	if len(scs) == 0 {
+		return exitWith(exitNoMatch, fmt.Errorf("no scenario matched %s", strings.Join(args, " ")))
+	}
+	if os.Geteuid() != 0 {
+		return exitWith(exitInfra, errors.New("labrun run needs root: it creates network namespaces"))
+	}
+	level := slog.LevelWarn
+	if f.verbose {
+		level = slog.LevelInfo
+	}
+	log := slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), &slog.HandlerOptions{Level: level}))
+	if err := os.MkdirAll(f.reportDir, 0o755); err != nil {
+		return exitWith(exitInfra, err)
+	}
+	rep := &reports.Report{Labrun: reports.Version, Started: time.Now().UTC().Truncate(time.Second), Scenarios: make([]*reports.Scenario, len(scs))}
+	opt := runner.Options{ReportDir: f.reportDir, Slow: f.slow, Flavor: f.flavor, Engine: f.engine, Log: log}
+	ctx := cmd.Context()
+	errs := make([]error, len(scs))
+	jobs := f.jobs
+	if jobs < 1 {
+		jobs = 1
+	}
+	sem := make(chan struct{}, jobs)
+	var wg sync.WaitGroup
+	for i, sc := range scs {
+		if ctx.Err() != nil {
+			rep.Scenarios[i] = &reports.Scenario{Name: sc.Name, File: sc.File, Skipped: true, SkipReason: "interrupted before it started", Checks: []*reports.Check{}}
+			errs[i] = runner.ErrInterrupted
+			continue
+		}
+		wg.Add(1)
+		sem <- struct{}{}
+		go func(i int, sc *runner.Scenario) {
+			defer wg.Done()
+			defer func() { <-sem }()
+			fmt.Fprintf(cmd.ErrOrStderr(), "labrun: running %s (%s)\n", sc.Name, sc.File)
+			rep.Scenarios[i], errs[i] = runner.Run(ctx, sc, opt)
+		}(i, sc)
+	}
+	wg.Wait()
+	if err := reports.WriteJSONFile(f.reportDir, rep); err != nil {
+		return exitWith(exitInfra, err)
+	}
+	if f.junit != "" {
+		if err := writeFile(f.junit, func(w *os.File) error { return reports.WriteJUnit(w, rep) }); err != nil {
+			return exitWith(exitInfra, err)
+		}
+	}
+	if f.html != "" {
+		if err := writeFile(f.html, func(w *os.File) error { return reports.WriteHTML(w, rep) }); err != nil {
+			return exitWith(exitInfra, err)
+		}
+	}
+	reports.WriteSummary(cmd.OutOrStdout(), rep, isTerminal(os.Stdout))
+	return exitFor(rep, errs)
+}
+
+// exitFor picks the exit code: an interruption first, then an incomplete
+// cleanup, an infrastructure error, and last a failed check.
+func exitFor(rep *reports.Report, errs []error) error {
+	code := exitOK
+	rank := map[int]int{exitOK: 0, exitFailed: 1, exitInfra: 2, exitCleanup: 3, exitInterrupted: 4}
+	set := func(c int) {
+		if rank[c] > rank[code] {
+			code = c
+		}
+	}
+	var msgs []string
+	for i, err := range errs {
+		switch {
+		case err == nil:
+		case errors.Is(err, runner.ErrInterrupted):
+			set(exitInterrupted)
+		case errors.Is(err, runner.ErrCleanup):
+			set(exitCleanup)
+			msgs = append(msgs, err.Error())
+		default:
+			set(exitInfra)
+			msgs = append(msgs, fmt.Sprintf("%s: %v", rep.Scenarios[i].Name, err))
+		}
+		if s := rep.Scenarios[i]; s != nil && !s.Passed && !s.Skipped {
+			set(exitFailed)
+		}
+	}
+	if code == exitOK {
+		return nil
+	}
+	var err error
+	if len(msgs) > 0 {
+		err = errors.New(strings.Join(msgs, "\n"))
+	}
+	return exitWith(code, err)
+}
+
+func writeFile(path string, fn func(*os.File) error) error {
+	w, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	if err := fn(w); err != nil {
+		w.Close()
+		return err
+	}
+	return w.Close()
+}
+
+func isTerminal(f *os.File) bool {
+	st, err := f.Stat()
+	return err == nil && st.Mode()&os.ModeCharDevice != 0 && os.Getenv("NO_COLOR") == ""
+}

@@ -1,0 +1,117 @@
+package journal
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"syscall"
+	"time"
+
+	"github.com/vishvananda/netns"
+	"golang.org/x/sys/unix"
+)
+
+// Undo removes one resource. It is idempotent: a resource that is already
+// gone counts as removed.
+func Undo(e Entry) error {
+	switch e.Kind {
+	case KindProcess:
+		return killProcess(e.PID, e.StartTime)
+	case KindNetns:
+		err := netns.DeleteNamed(e.Name)
+		if err != nil && !errors.Is(err, os.ErrNotExist) && !errors.Is(err, unix.EINVAL) {
+			return fmt.Errorf("delete namespace %s: %w", e.Name, err)
+		}
+		return nil
+	case KindMount:
+		err := unix.Unmount(e.Path, unix.MNT_DETACH)
+		if err != nil && !errors.Is(err, unix.EINVAL) && !errors.Is(err, unix.ENOENT) {
+			return fmt.Errorf("unmount %s: %w", e.Path, err)
+		}
+		return nil
+	case KindDir:
+		if e.Path == "" || e.Path == "/" || !filepath.IsAbs(e.Path) {
+			return fmt.Errorf("refusing to remove %q", e.Path)
+		}
+		if err := os.RemoveAll(e.Path); err != nil {
+			return fmt.Errorf("remove %s: %w", e.Path, err)
+		}
+		return nil
+	case KindContainer:
+		return fmt.Errorf("container %s: %w", e.Name, errors.ErrUnsupported)
+	}
+	return fmt.Errorf("unknown resource kind %q", e.Kind)
+}
+
+// Exists reports whether a resource is still present.
+func Exists(e Entry) bool {
+	switch e.Kind {
+	case KindProcess:
+		return e.PID > 0 && ProcessStartTime(e.PID) == e.StartTime && e.StartTime != 0
+	case KindNetns:
+		_, err := os.Stat(filepath.Join("/run/netns", e.Name))
+		return err == nil
+	case KindDir, KindMount:
+		_, err := os.Stat(e.Path)
+		return err == nil
+	}
+	return false
+}
+
+// killProcess sends SIGKILL to the process if it is still the one recorded,
+// then waits up to 5 s for it to disappear.
+func killProcess(pid int, start uint64) error {
+	if pid <= 0 || start == 0 || ProcessStartTime(pid) != start {
+		return nil
+	}
+	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil && !errors.Is(err, syscall.ESRCH) {
+		return fmt.Errorf("kill %d: %w", pid, err)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for time.Now().Before(deadline) {
+		if ProcessStartTime(pid) != start {
+			return nil
+		}
+		// A child of ours stays a zombie until reaped; a zombie is gone for
+		// our purposes.
+		if b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid)); err == nil && isZombie(b) {
+			return nil
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	return fmt.Errorf("process %d still running after SIGKILL", pid)
+}
+
+func isZombie(stat []byte) bool {
+	for i := len(stat) - 1; i >= 0; i-- {
+		if stat[i] == ')' {
+			return i+2 < len(stat) && stat[i+2] == 'Z'
+		}
+	}
+	return false
+}
+
+// Clean undoes every pending resource of the run in dir, newest first, and
+// removes the journal when all are gone. It returns what could not be
+// removed.
+func Clean(dir string) ([]Entry, error) {
+	pending, err := Pending(dir)
+	if err != nil {
+		return nil, err
+	}
+	var left []Entry
+	var errs []error
+	for _, e := range pending {
+		if err := Undo(e); err != nil {
+			left = append(left, e)
+			errs = append(errs, err)
+		}
+	}
+	if len(left) == 0 {
+		if err := os.RemoveAll(dir); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return left, errors.Join(errs...)
+}

@@ -1,0 +1,245 @@
+package netem
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"runtime"
+	"sort"
+	"strings"
+
+	"github.com/labrun/labrun/journal"
+	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netns"
+)
+
+// Iface is the name of every host's lab interface, so that rules written
+// for a real machine ("-i eth0") work unchanged.
+const Iface = "eth0"
+
+// HostSpec describes one host of the lab network.
+type HostSpec struct {
+	Name    string
+	Address netip.Addr
+}
+
+// Spec is a run's lab network: one /24 shared by all hosts through a bridge
+// that lives in its own hub namespace.
+type Spec struct {
+	RunID  string
+	Subnet netip.Prefix
+	Hosts  []HostSpec
+}
+
+// Host is one namespace of the run.
+type Host struct {
+	Name    string
+	NSName  string // the name under /run/netns
+	NS      netns.NsHandle
+	Address netip.Addr
+	Prefix  netip.Prefix
+}
+
+// Topology is a run's network, up.
+type Topology struct {
+	RunID string
+	Hosts map[string]*Host
+	hub   *Host
+	j     *journal.Journal
+}
+
+// NSName is the namespace name of a run's host: "lr-<run>-<host>".
+func NSName(runID, host string) string { return "lr-" + runID + "-" + host }
+
+// IsRunNamespace reports whether a namespace name was made by labrun.
+func IsRunNamespace(name string) bool { return strings.HasPrefix(name, "lr-") }
+
+// Up creates the namespaces, the hub bridge and one veth pair per host. Each
+// namespace is recorded in the journal as soon as it exists; on error the
+// caller tears down through the journal.
+func Up(spec Spec, j *journal.Journal) (*Topology, error) {
+	t := &Topology{RunID: spec.RunID, Hosts: map[string]*Host{}, j: j}
+	hub, err := t.newNS("hub")
+	if err != nil {
+		return t, err
+	}
+	t.hub = hub
+	hh, err := netlink.NewHandleAt(hub.NS)
+	if err != nil {
+		return t, fmt.Errorf("hub netlink handle: %w", err)
+	}
+	defer hh.Close()
+	if err := setSysctls(hub.NS, map[string]string{"net.ipv6.conf.all.disable_ipv6": "1", "net.ipv6.conf.default.disable_ipv6": "1"}); err != nil {
+		return t, err
+	}
+	if err := linkUp(hh, "lo"); err != nil {
+		return t, err
+	}
+	br := &netlink.Bridge{LinkAttrs: netlink.LinkAttrs{Name: "br0"}}
+	if err := hh.LinkAdd(br); err != nil {
+		return t, fmt.Errorf("hub bridge: %w", err)
+	}
+	if err := hh.LinkSetUp(br); err != nil {
+		return t, fmt.Errorf("hub bridge up: %w", err)
+	}
+	for i, hs := range spec.Hosts {
+		h, err := t.newNS(hs.Name)
+		if err != nil {
+			return t, err
+		}
+		h.Address = hs.Address
+		h.Prefix = netip.PrefixFrom(hs.Address, spec.Subnet.Bits())
+		if err := t.plug(hh, br, h, i); err != nil {
+			return t, fmt.Errorf("host %s: %w", hs.Name, err)
+		}
+	}
+	return t, nil
+}
+
+// newNS creates a named namespace on a throwaway thread and records it.
+func (t *Topology) newNS(host string) (*Host, error) {
+	name := NSName(t.RunID, host)
+	h := &Host{Name: host, NSName: name}
+	err := func() error {
+		errc := make(chan error, 1)
+		go func() {
+			runtime.LockOSThread()
+			// netns.NewNamed moves the calling thread into the new namespace;
+			// the thread is discarded with this goroutine.
+			ns, err := netns.NewNamed(name)
+			if err == nil {
+				ns.Close()
+			}
+			errc <- err
+		}()
+		return <-errc
+	}()
+	if err != nil {
+		return nil, fmt.Errorf("create namespace %s: %w", name, err)
+	}
+	if err := t.j.Add(journal.Entry{Kind: journal.KindNetns, Name: name}); err != nil {
+		return nil, err
+	}
+	ns, err := netns.GetFromName(name)
+	if err != nil {
+		return nil, fmt.Errorf("open namespace %s: %w", name, err)
+	}
+	h.NS = ns
+	if host != "hub" {
+		t.Hosts[host] = h
+	}
+	return h, nil
+}
+
+// plug connects a host to the hub bridge: the veth's host end is created
+// directly in the host namespace as eth0.
+func (t *Topology) plug(hh *netlink.Handle, br *netlink.Bridge, h *Host, i int) error {
+	hubEnd := fmt.Sprintf("p%d", i)
+	veth := &netlink.Veth{
+		LinkAttrs:     netlink.LinkAttrs{Name: hubEnd, MasterIndex: br.Index},
+		PeerName:      Iface,
+		PeerNamespace: netlink.NsFd(int(h.NS)),
+	}
+	if err := hh.LinkAdd(veth); err != nil {
+		return fmt.Errorf("veth: %w", err)
+	}
+	if err := hh.LinkSetUp(veth); err != nil {
+		return fmt.Errorf("veth up: %w", err)
+	}
+	// IPv6 is off so that router solicitations and DAD do not clutter the
+	// captures.
+	if err := setSysctls(h.NS, map[string]string{"net.ipv6.conf.all.disable_ipv6": "1", "net.ipv6.conf.default.disable_ipv6": "1"}); err != nil {
+		return err
+	}
+	nh, err := netlink.NewHandleAt(h.NS)
+	if err != nil {
+		return fmt.Errorf("netlink handle: %w", err)
+	}
+	defer nh.Close()
+	if err := linkUp(nh, "lo"); err != nil {
+		return err
+	}
+	l, err := nh.LinkByName(Iface)
+	if err != nil {
+		return fmt.Errorf("find %s: %w", Iface, err)
+	}
+	addr := &netlink.Addr{IPNet: &net.IPNet{IP: h.Address.AsSlice(), Mask: net.CIDRMask(h.Prefix.Bits(), 32)}}
+	if err := nh.AddrAdd(l, addr); err != nil {
+		return fmt.Errorf("address %s: %w", h.Prefix, err)
+	}
+	if err := nh.LinkSetUp(l); err != nil {
+		return fmt.Errorf("%s up: %w", Iface, err)
+	}
+	return nil
+}
+
+func linkUp(h *netlink.Handle, name string) error {
+	l, err := h.LinkByName(name)
+	if err != nil {
+		return fmt.Errorf("find %s: %w", name, err)
+	}
+	if err := h.LinkSetUp(l); err != nil {
+		return fmt.Errorf("%s up: %w", name, err)
+	}
+	return nil
+}
+
+// Down closes the handles and deletes the namespaces, hosts first. Deleting a
+// namespace destroys its interfaces, and a veth dies with either end. It is
+// idempotent.
+func (t *Topology) Down() error {
+	var errs []error
+	names := make([]string, 0, len(t.Hosts))
+	for n := range t.Hosts {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	hosts := make([]*Host, 0, len(names)+1)
+	for _, n := range names {
+		hosts = append(hosts, t.Hosts[n])
+	}
+	if t.hub != nil {
+		hosts = append(hosts, t.hub)
+	}
+	for _, h := range hosts {
+		if h.NS.IsOpen() {
+			h.NS.Close()
+			h.NS = netns.None()
+		}
+		e := journal.Entry{Kind: journal.KindNetns, Name: h.NSName}
+		if err := journal.Undo(e); err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		if t.j != nil {
+			t.j.Undone(e)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// Namespaces lists the labrun namespaces present under /run/netns.
+func Namespaces() ([]string, error) {
+	ents, err := os.ReadDir("/run/netns")
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("list namespaces: %w", err)
+	}
+	var out []string
+	for _, e := range ents {
+		if IsRunNamespace(e.Name()) {
+			out = append(out, e.Name())
+		}
+	}
+	return out, nil
+}
+
+// sysctlPath maps "net.ipv4.tcp_syn_retries" to its /proc/sys file.
+func sysctlPath(key string) string {
+	return filepath.Join("/proc/sys", strings.ReplaceAll(key, ".", "/"))
+}

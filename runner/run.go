@@ -1,0 +1,352 @@
+package runner
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/labrun/labrun/capture"
+	"github.com/labrun/labrun/client"
+	"github.com/labrun/labrun/journal"
+	"github.com/labrun/labrun/netem"
+	"github.com/labrun/labrun/reports"
+	"github.com/labrun/labrun/server"
+	"github.com/labrun/labrun/tcpmodel"
+)
+
+// Sentinel errors that decide the exit code.
+var (
+	ErrInfra       = errors.New("setup error")
+	ErrInterrupted = errors.New("interrupted")
+	ErrCleanup     = errors.New("cleanup incomplete")
+)
+
+// Options tune a run.
+type Options struct {
+	// ReportDir receives the artifacts: <dir>/<scenario>/<host>.pcap, logs.
+	ReportDir string
+	// Slow scales every timing tolerance; 1 on a normal machine.
+	Slow float64
+	// Flavor and Engine override the scenario's server.
+	Flavor, Engine string
+	Log            *slog.Logger
+}
+
+// stepResult is what one timeline step did.
+type stepResult struct {
+	step    *Step
+	start   time.Time
+	end     time.Time
+	err     error
+	client  *client.Result
+	counter *netem.Counter
+}
+
+// run is one scenario in progress.
+type run struct {
+	sc     *Scenario
+	opt    Options
+	id     string
+	log    *slog.Logger
+	j      *journal.Journal
+	topo   *netem.Topology
+	srv    *server.Server
+	rules  map[string]*netem.Rules
+	caps   map[string]*capture.Capture
+	pcaps  map[string]string
+	samp   []*capture.Sampler
+	art    string
+	flavor string
+
+	sysctls map[string]map[string]string
+	t0      time.Time
+	mu      sync.Mutex
+	steps   map[string]*stepResult
+	samples []capture.Sample
+	counts  []*netem.Counter
+}
+
+// NewRunID returns a short random run identifier: namespace names carry it
+// and must stay short.
+func NewRunID() string {
+	b := make([]byte, 4)
+	rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+// Run executes one scenario and returns its report. The error is non-nil
+// for an infrastructure problem (ErrInfra), an interruption
+// (ErrInterrupted) or an incomplete teardown (ErrCleanup); failed checks are
+// in the report, not in the error.
+func Run(ctx context.Context, sc *Scenario, opt Options) (*reports.Scenario, error) {
+	if opt.Slow <= 0 {
+		opt.Slow = 1
+	}
+	if opt.Log == nil {
+		opt.Log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	}
+	r := &run{sc: sc, opt: opt, id: NewRunID(), rules: map[string]*netem.Rules{}, caps: map[string]*capture.Capture{},
+		pcaps: map[string]string{}, steps: map[string]*stepResult{}, sysctls: map[string]map[string]string{}}
+	r.log = opt.Log.With("scenario", sc.Name, "run", r.id)
+	r.flavor = sc.Server.Flavor
+	if opt.Flavor != "" {
+		r.flavor = opt.Flavor
+	}
+	rep := &reports.Scenario{Name: sc.Name, File: sc.File, Tags: sc.Tags, Source: sc.Source.Map(),
+		Environment: reports.Environment{Kernel: kernelRelease(), Sysctls: r.sysctls, Hosts: map[string]string{}},
+		Checks:      []*reports.Check{}, Artifacts: reports.Artifacts{Pcap: []string{}}}
+	rep.Environment.Server = reports.ServerInfo{Flavor: r.flavor, Engine: sc.Server.Engine}
+	started := time.Now()
+
+	var runErr error
+	err := r.setup(ctx, rep)
+	rep.Phases.SetupS = since(started)
+	if err != nil {
+		runErr = err
+	} else {
+		tl := time.Now()
+		runErr = r.timeline(ctx)
+		rep.Phases.TimelineS = since(tl)
+		an := time.Now()
+		r.stopObservers()
+		if runErr == nil || !errors.Is(runErr, ErrInterrupted) {
+			r.analyze(rep)
+		}
+		rep.Phases.AnalysisS = since(an)
+	}
+	td := time.Now()
+	cerr := r.teardown()
+	rep.Phases.TeardownS = since(td)
+	rep.DurationS = since(started)
+
+	if runErr != nil {
+		rep.Error = runErr.Error()
+	}
+	rep.Passed = runErr == nil && len(rep.Checks) > 0
+	for _, c := range rep.Checks {
+		if !c.Passed && !c.Skipped {
+			rep.Passed = false
+		}
+	}
+	if cerr != nil {
+		if runErr == nil {
+			runErr = cerr
+		} else {
+			runErr = errors.Join(runErr, cerr)
+		}
+		rep.Error = runErr.Error()
+	}
+	return rep, runErr
+}
+
+func since(t time.Time) float64 { return round3(time.Since(t).Seconds()) }
+
+func round3(f float64) float64 { return float64(int64(f*1000+0.5)) / 1000 }
+
+// Map returns the source as a report map.
+func (s Source) Map() map[string]string {
+	m := map[string]string{}
+	for k, v := range map[string]string{"article": s.Article, "title": s.Title, "kernel": s.Kernel, "server": s.Server} {
+		if v != "" {
+			m[k] = v
+		}
+	}
+	return m
+}
+
+func kernelRelease() string {
+	b, err := os.ReadFile("/proc/sys/kernel/osrelease")
+	if err != nil {
+		return "unknown"
+	}
+	return strings.TrimSpace(string(b))
+}
+
+func infra(format string, args ...any) error {
+	return fmt.Errorf("%w: %w", ErrInfra, fmt.Errorf(format, args...))
+}
+
+// hostNames returns the scenario's host names, sorted.
+func (s *Scenario) hostNames() []string {
+	names := make([]string, 0, len(s.Hosts))
+	for n := range s.Hosts {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	return names
+}
+
+func (r *run) setup(ctx context.Context, rep *reports.Scenario) error {
+	sc := r.sc
+	img, err := server.Find(r.flavor)
+	if err != nil {
+		return infra("server %s: %w", r.flavor, err)
+	}
+	rep.Environment.Server.Version = img.Version
+	j, err := journal.Create(r.id)
+	if err != nil {
+		return infra("%w", err)
+	}
+	r.j = j
+	subnet, err := netip.ParsePrefix(sc.Network.Subnet)
+	if err != nil {
+		return infra("subnet: %w", err)
+	}
+	spec := netem.Spec{RunID: r.id, Subnet: subnet}
+	for _, n := range sc.hostNames() {
+		a, err := netip.ParseAddr(sc.Hosts[n].Address)
+		if err != nil {
+			return infra("host %s address: %w", n, err)
+		}
+		spec.Hosts = append(spec.Hosts, netem.HostSpec{Name: n, Address: a})
+		rep.Environment.Hosts[n] = a.String()
+	}
+	topo, err := netem.Up(spec, j)
+	r.topo = topo
+	if err != nil {
+		return infra("network: %w", err)
+	}
+	for _, n := range sc.hostNames() {
+		h := topo.Hosts[n]
+		if _, err := h.SetSysctls(sc.Hosts[n].Sysctls); err != nil {
+			return infra("%w", err)
+		}
+		keys := append(tcpmodel.Keys(), mapKeys(sc.Hosts[n].Sysctls)...)
+		got, err := h.ReadSysctls(keys)
+		if err != nil {
+			return infra("%w", err)
+		}
+		r.sysctls[n] = got
+		r.rules[n] = h.Rules()
+	}
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("%w: %w", ErrInterrupted, err)
+	}
+	r.art = filepath.Join(r.opt.ReportDir, sanitize(sc.Name))
+	if r.opt.ReportDir == "" {
+		r.art = filepath.Join(os.TempDir(), "labrun-"+r.id)
+	}
+	if err := os.MkdirAll(r.art, 0o755); err != nil {
+		return infra("artifacts: %w", err)
+	}
+	sh := topo.Hosts[sc.Server.Host]
+	srv, err := server.Start(ctx, server.Config{RunID: r.id, Flavor: r.flavor, NS: sh.NS, Address: sh.Address,
+		Port: sc.Server.Port, Variables: sc.Server.Variables, Journal: j, LogDir: r.art})
+	r.srv = srv
+	if err != nil {
+		if ctx.Err() != nil {
+			return fmt.Errorf("%w: %w", ErrInterrupted, err)
+		}
+		return infra("server: %w", err)
+	}
+	rep.Environment.Server.Version = srv.Version
+	if len(sc.Server.Setup) > 0 {
+		res := client.Run(ctx, sh.NS, srv, client.Spec{Kind: client.KindGo, SQL: sc.Server.Setup}, j)
+		if res.Failed() {
+			return infra("server setup SQL: %s", res.Error)
+		}
+	}
+	for _, n := range sc.Captures {
+		p := filepath.Join(r.art, n+".pcap")
+		c, err := capture.Start(topo.Hosts[n].NS, netem.Iface, p)
+		if err != nil {
+			return infra("capture on %s: %w", n, err)
+		}
+		r.caps[n], r.pcaps[n] = c, p
+		rep.Artifacts.Pcap = append(rep.Artifacts.Pcap, p)
+	}
+	for _, o := range sc.Observe.Sockets {
+		r.samp = append(r.samp, capture.StartSampler(topo.Hosts[o.Host].NS, o.Host, o.Port, o.Every.D()))
+	}
+	return nil
+}
+
+func mapKeys(m map[string]string) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	return out
+}
+
+func sanitize(s string) string {
+	return strings.Map(func(r rune) rune {
+		if r == '/' || r == ' ' || r == os.PathSeparator {
+			return '_'
+		}
+		return r
+	}, s)
+}
+
+// stopObservers ends captures and samplers; a short grace period lets the
+// last packets of a client's error path (a RST, a FIN) reach the capture.
+func (r *run) stopObservers() {
+	time.Sleep(200 * time.Millisecond)
+	for _, s := range r.samp {
+		r.samples = append(r.samples, s.Stop()...)
+	}
+	r.samp = nil
+	for n, c := range r.caps {
+		if _, err := c.Stop(); err != nil {
+			r.log.Warn("capture stop", "host", n, "err", err)
+		}
+	}
+	for _, n := range r.sc.hostNames() {
+		if rs, ok := r.rules[n]; ok && r.topo != nil {
+			cs, err := rs.Counters()
+			if err != nil {
+				r.log.Warn("iptables counters", "host", n, "err", err)
+			}
+			for _, c := range cs {
+				c.Rule = n + ": " + c.Rule
+			}
+			r.counts = append(r.counts, cs...)
+		}
+	}
+}
+
+// teardown removes everything the run created, in reverse order, then
+// replays the journal so that anything a component missed is removed too.
+func (r *run) teardown() error {
+	for _, s := range r.samp {
+		s.Stop()
+	}
+	for _, c := range r.caps {
+		c.Stop()
+	}
+	var errs []error
+	if r.srv != nil {
+		if err := r.srv.Stop(); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if r.topo != nil {
+		if err := r.topo.Down(); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if r.j != nil {
+		left, err := journal.Clean(r.j.Dir)
+		if err != nil {
+			errs = append(errs, err)
+		}
+		if len(left) > 0 {
+			errs = append(errs, fmt.Errorf("%d resources left", len(left)))
+		}
+		r.j.Close()
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("%w: %w", ErrCleanup, err)
+	}
+	return nil
+}

@@ -1,0 +1,229 @@
+// Package runner loads scenarios, plans and runs them, and checks their
+// outcome.
+package runner
+
+import (
+	"fmt"
+	"strings"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+)
+
+// Scenario is one lab scenario file.
+type Scenario struct {
+	// Name identifies the scenario in reports; it defaults to the file name
+	// without its extension.
+	Name        string   `yaml:"name" json:"name"`
+	Description string   `yaml:"description,omitempty" json:"description,omitempty"`
+	Tags        []string `yaml:"tags,omitempty" json:"tags,omitempty"`
+	// Source names the article the documented values come from.
+	Source Source `yaml:"source,omitempty" json:"source,omitempty"`
+	// Limit bounds the timeline: a step still running then is stopped and the
+	// scenario fails. Default 120s.
+	Limit   Duration `yaml:"limit,omitempty" json:"limit,omitempty"`
+	Network Network  `yaml:"network,omitempty" json:"network,omitempty"`
+	// Hosts, by name; each becomes a network namespace with one interface,
+	// eth0, on the lab network.
+	Hosts    map[string]*Host `yaml:"hosts" json:"hosts"`
+	Server   Server           `yaml:"server" json:"server"`
+	Captures []string         `yaml:"captures,omitempty" json:"captures,omitempty"`
+	Observe  Observe          `yaml:"observe,omitempty" json:"observe,omitempty"`
+	Timeline []*Step          `yaml:"timeline" json:"timeline"`
+	Checks   []*Check         `yaml:"checks,omitempty" json:"checks,omitempty"`
+
+	// File is the path the scenario was loaded from.
+	File string `yaml:"-" json:"-"`
+	// root is the parsed document, kept to find the line of a field.
+	root *yaml.Node
+}
+
+// Source is the article a scenario rebuilds.
+type Source struct {
+	Article string `yaml:"article,omitempty" json:"article,omitempty"` // file name under shared/seeds
+	Title   string `yaml:"title,omitempty" json:"title,omitempty"`
+	Kernel  string `yaml:"kernel,omitempty" json:"kernel,omitempty"` // the article's kernel, e.g. "4.15.0-36-generic"
+	Server  string `yaml:"server,omitempty" json:"server,omitempty"` // the article's server, e.g. "MySQL 5.7"
+}
+
+// Network is the lab network all hosts sit on.
+type Network struct {
+	// Subnet is an IPv4 /24 used inside the run's namespaces only; nothing is
+	// routed to or from the host namespace. Default 10.89.0.0/24.
+	Subnet string `yaml:"subnet,omitempty" json:"subnet,omitempty"`
+}
+
+// Host is one network namespace.
+type Host struct {
+	// Address inside the subnet; default: assigned in order of host names,
+	// from .10 up.
+	Address string `yaml:"address,omitempty" json:"address,omitempty"`
+	// Sysctls are written in the host's namespace before the timeline starts
+	// and read back; only per-namespace keys (net.*) are accepted.
+	Sysctls map[string]string `yaml:"sysctls,omitempty" json:"sysctls,omitempty"`
+}
+
+// Server is the MySQL server under test.
+type Server struct {
+	Host string `yaml:"host" json:"host"`
+	// Flavor is "mysql" (Oracle MySQL) or "mariadb".
+	Flavor string `yaml:"flavor,omitempty" json:"flavor,omitempty"`
+	// Engine is "process" (mysqld from a cached root filesystem).
+	Engine string `yaml:"engine,omitempty" json:"engine,omitempty"`
+	// Port defaults to 3306.
+	Port int `yaml:"port,omitempty" json:"port,omitempty"`
+	// Variables are passed to the server as --name=value.
+	Variables map[string]string `yaml:"variables,omitempty" json:"variables,omitempty"`
+	// Setup is SQL run over the lab network once the server is ready,
+	// before the timeline starts.
+	Setup []string `yaml:"setup,omitempty" json:"setup,omitempty"`
+}
+
+// Observe lists what is sampled during the timeline.
+type Observe struct {
+	Sockets []SocketObservation `yaml:"sockets,omitempty" json:"sockets,omitempty"`
+}
+
+// SocketObservation samples TCP sockets in a host's namespace via sock_diag.
+type SocketObservation struct {
+	Host string `yaml:"host" json:"host"`
+	// Every is the sampling period; default 100ms.
+	Every Duration `yaml:"every,omitempty" json:"every,omitempty"`
+	// Port keeps sockets whose local or remote port is this; default the
+	// server port.
+	Port int `yaml:"port,omitempty" json:"port,omitempty"`
+}
+
+// Step is one timeline entry: exactly one action, started at a time or after
+// another step has finished.
+type Step struct {
+	Name string `yaml:"name" json:"name"`
+	// At is the start time relative to the start of the timeline.
+	At *Duration `yaml:"at,omitempty" json:"at,omitempty"`
+	// After names a step; this one starts when that one has finished, plus
+	// Delay.
+	After string   `yaml:"after,omitempty" json:"after,omitempty"`
+	Delay Duration `yaml:"delay,omitempty" json:"delay,omitempty"`
+	// Host runs the action; for client steps it defaults to "client".
+	Host string `yaml:"host,omitempty" json:"host,omitempty"`
+
+	// Iptables is a rule in iptables syntax, applied in Host's namespace:
+	// "-A INPUT -p tcp --dport 3306 -j DROP" adds, "-D ..." removes,
+	// "-t mangle -A ..." names a table.
+	Iptables string `yaml:"iptables,omitempty" json:"iptables,omitempty"`
+	// Sysctl changes per-namespace sysctls of Host during the timeline.
+	Sysctl map[string]string `yaml:"sysctl,omitempty" json:"sysctl,omitempty"`
+	// Client runs a MySQL client from Host.
+	Client *ClientAction `yaml:"client,omitempty" json:"client,omitempty"`
+}
+
+// ClientAction is one client session: connect, run the statements in order
+// on that one connection, and close.
+type ClientAction struct {
+	// Kind is "cli" (the flavor's own mysql or mariadb binary) or "go"
+	// (go-sql-driver/mysql).
+	Kind     string   `yaml:"kind" json:"kind"`
+	SQL      []string `yaml:"sql,omitempty" json:"sql,omitempty"`
+	Database string   `yaml:"database,omitempty" json:"database,omitempty"`
+	// ConnectTimeout is the cli client's --connect-timeout and the go
+	// client's timeout (dial); 0 leaves it to the kernel.
+	ConnectTimeout Duration `yaml:"connect_timeout,omitempty" json:"connect_timeout,omitempty"`
+	// ReadTimeout and WriteTimeout are go-sql-driver's readTimeout and
+	// writeTimeout; 0 means none.
+	ReadTimeout  Duration `yaml:"read_timeout,omitempty" json:"read_timeout,omitempty"`
+	WriteTimeout Duration `yaml:"write_timeout,omitempty" json:"write_timeout,omitempty"`
+}
+
+// Check compares one observed quantity with the model and the article.
+type Check struct {
+	Name string `yaml:"name" json:"name"`
+	// Type is one of the registered check types (see checks.go).
+	Type string `yaml:"type" json:"type"`
+	// Step is the client step whose connection(s) the check looks at.
+	Step string `yaml:"step,omitempty" json:"step,omitempty"`
+	// Host is the host whose sockets, rules or capture the check reads.
+	Host string `yaml:"host,omitempty" json:"host,omitempty"`
+	// Flavors limits the check to these server flavors; empty means all.
+	Flavors []string `yaml:"flavors,omitempty" json:"flavors,omitempty"`
+	// Expect overrides or completes what the kernel model predicts.
+	Expect *Expect `yaml:"expect,omitempty" json:"expect,omitempty"`
+	// Documented is what the article reported, shown beside the model and the
+	// observation.
+	Documented *Documented `yaml:"documented,omitempty" json:"documented,omitempty"`
+}
+
+// Expect holds explicit expectations; which fields apply depends on the
+// check type.
+type Expect struct {
+	Count     *int       `yaml:"count,omitempty" json:"count,omitempty"`
+	Intervals []Duration `yaml:"intervals,omitempty" json:"intervals,omitempty"`
+	// Error is the client error: its MySQL code, SQLSTATE, the system errno
+	// in parentheses, or a substring of the message.
+	Code     int    `yaml:"code,omitempty" json:"code,omitempty"`
+	SQLState string `yaml:"sqlstate,omitempty" json:"sqlstate,omitempty"`
+	Errno    int    `yaml:"errno,omitempty" json:"errno,omitempty"`
+	Contains string `yaml:"contains,omitempty" json:"contains,omitempty"`
+	// Elapsed is how long the step took.
+	Elapsed *Duration `yaml:"elapsed,omitempty" json:"elapsed,omitempty"`
+	// Model names the kernel schedule whose give-up time is the expected
+	// elapsed time of a client_error check: syn, data or keepalive.
+	Model string `yaml:"model,omitempty" json:"model,omitempty"`
+	// State is a TCP state name (ESTABLISHED, SYN_RECV, ...); For is the
+	// least time it must be seen; Gone requires it to disappear afterwards.
+	State string   `yaml:"state,omitempty" json:"state,omitempty"`
+	For   Duration `yaml:"for,omitempty" json:"for,omitempty"`
+	Gone  bool     `yaml:"gone,omitempty" json:"gone,omitempty"`
+	// Tolerance overrides the timing tolerance floor.
+	Tolerance Duration `yaml:"tolerance,omitempty" json:"tolerance,omitempty"`
+}
+
+// Documented is the article's value for a check.
+type Documented struct {
+	// Value is the article's figure as it gave it: a number, a list, or text.
+	Value any    `yaml:"value" json:"value"`
+	Note  string `yaml:"note,omitempty" json:"note,omitempty"`
+	// Flavor and Version say which server the article ran, when the value
+	// only holds for it.
+	Flavor  string `yaml:"flavor,omitempty" json:"flavor,omitempty"`
+	Version string `yaml:"version,omitempty" json:"version,omitempty"`
+}
+
+// Duration is a time.Duration written with a unit ("1.5s", "200ms").
+type Duration time.Duration
+
+// D returns the value as a time.Duration.
+func (d Duration) D() time.Duration { return time.Duration(d) }
+
+func (d Duration) String() string { return time.Duration(d).String() }
+
+// UnmarshalYAML accepts Go duration strings only: a bare number is refused
+// because its unit would be a guess.
+func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
+	if n.Kind != yaml.ScalarNode {
+		return fmt.Errorf("bad duration: want a string such as \"1.5s\"")
+	}
+	v, err := ParseDuration(n.Value)
+	if err != nil {
+		return err
+	}
+	*d = Duration(v)
+	return nil
+}
+
+// ParseDuration parses a duration with a unit and refuses negative values.
+func ParseDuration(s string) (time.Duration, error) {
+	v, err := time.ParseDuration(strings.TrimSpace(s))
+	if err != nil {
+		return 0, fmt.Errorf("bad duration %q: want a number with a unit (ms, s, m)", s)
+	}
+	if v < 0 {
+		return 0, fmt.Errorf("bad duration %q: negative", s)
+	}
+	return v, nil
+}
+
+// MarshalYAML writes the duration in its string form.
+func (d Duration) MarshalYAML() (any, error) { return d.String(), nil }
+
+// MarshalJSON writes the duration in its string form.
+func (d Duration) MarshalJSON() ([]byte, error) { return []byte(`"` + d.String() + `"`), nil }

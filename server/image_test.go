@@ -1,0 +1,196 @@
+package server
+
+import (
+	"encoding/json"
+	"errors"
+	"os"
+	"path/filepath"
+	"slices"
+	"testing"
+	"time"
+)
+
+func TestFlavors(t *testing.T) {
+	if got, want := Flavors(), []string{"mariadb", "mysql"}; !slices.Equal(got, want) {
+		t.Fatalf("Flavors() = %v, want %v", got, want)
+	}
+}
+
+func TestCacheDir(t *testing.T) {
+	t.Setenv("LABRUN_CACHE", "")
+	if got := CacheDir(); got != "/var/cache/labrun" {
+		t.Errorf("CacheDir() = %q, want /var/cache/labrun", got)
+	}
+	t.Setenv("LABRUN_CACHE", "/tmp/x")
+	if got := CacheDir(); got != "/tmp/x" {
+		t.Errorf("CacheDir() = %q, want /tmp/x", got)
+	}
+}
+
+func TestParseVersion(t *testing.T) {
+	tests := []struct {
+		out, want string
+	}{
+		{"/usr/sbin/mysqld  Ver 9.7.4-2 for Linux on x86_64 ((Debian))\n", "9.7.4"},
+		{"/usr/sbin/mariadbd  Ver 10.11.18-MariaDB-0+deb12u1 for debian-linux-gnu on x86_64 (Debian 12)\n", "10.11.18"},
+		{"mysqld  Ver 8.4.3 for Linux on aarch64 (MySQL Community Server - GPL)", "8.4.3"},
+		{"garbage", ""},
+		{"", ""},
+	}
+	for _, tt := range tests {
+		got, err := parseVersion(tt.out)
+		if tt.want == "" {
+			if !errors.Is(err, ErrNoVersion) {
+				t.Errorf("parseVersion(%q) error = %v, want ErrNoVersion", tt.out, err)
+			}
+			continue
+		}
+		if err != nil || got != tt.want {
+			t.Errorf("parseVersion(%q) = %q, %v, want %q", tt.out, got, err, tt.want)
+		}
+	}
+}
+
+// TestFind checks that only a complete image is found: marker written,
+// naming the flavor, and the server, client and template all present.
+func TestFind(t *testing.T) {
+	good := Image{Flavor: "mysql", Version: "9.7.4", Suite: "sid", Built: time.Unix(1e9, 0).UTC()}
+	files := []string{"usr/sbin/mysqld", "usr/bin/mysql", "var/lib/labrun/template/ibdata1"}
+	tests := []struct {
+		name    string
+		marker  any // nil: no marker file
+		files   []string
+		wantErr error
+	}{
+		{"absent", nil, nil, ErrNotBuilt},
+		{"no marker", nil, files, ErrNotBuilt},
+		{"bad marker", "not an object", files, ErrNotBuilt},
+		{"other flavor", Image{Flavor: "mariadb", Version: "10.11.18"}, files, ErrNotBuilt},
+		{"no version", Image{Flavor: "mysql"}, files, ErrNotBuilt},
+		{"no template", good, files[:2], ErrNotBuilt},
+		{"no client", good, []string{files[0], files[2]}, ErrNotBuilt},
+		{"complete", good, files, nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cache := t.TempDir()
+			t.Setenv("LABRUN_CACHE", cache)
+			dir := filepath.Join(cache, "images", "mysql")
+			for _, f := range tt.files {
+				p := filepath.Join(dir, rootfsName, f)
+				if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+					t.Fatal(err)
+				}
+				if err := os.WriteFile(p, nil, 0o755); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if tt.marker != nil {
+				b, _ := json.Marshal(tt.marker)
+				os.MkdirAll(dir, 0o755)
+				if err := os.WriteFile(filepath.Join(dir, markerName), b, 0o644); err != nil {
+					t.Fatal(err)
+				}
+			}
+			img, err := Find("mysql")
+			if tt.wantErr != nil {
+				if !errors.Is(err, tt.wantErr) {
+					t.Fatalf("Find() error = %v, want %v", err, tt.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("Find() error = %v", err)
+			}
+			if img.Version != "9.7.4" || img.Root != filepath.Join(dir, rootfsName) || !img.Built.Equal(good.Built) {
+				t.Errorf("Find() = %+v", img)
+			}
+		})
+	}
+}
+
+func TestFindErrors(t *testing.T) {
+	t.Setenv("LABRUN_CACHE", t.TempDir())
+	_, err := Find("mysql")
+	if want := "flavor not built: run 'labrun images build mysql'"; err == nil || err.Error() != want {
+		t.Errorf("Find(mysql) error = %v, want %q", err, want)
+	}
+	if _, err := Find("postgres"); !errors.Is(err, ErrUnknownFlavor) {
+		t.Errorf("Find(postgres) error = %v, want ErrUnknownFlavor", err)
+	}
+}
+
+func TestRemoveStale(t *testing.T) {
+	dir := t.TempDir()
+	keep := []string{".mariadb.build-1", "mariadb", ".mysql.lock"}
+	gone := []string{".mysql.build-123", ".mysql.build-456", "mysql"}
+	for _, d := range append(slices.Clone(keep), gone...) {
+		if err := os.MkdirAll(filepath.Join(dir, d, "rootfs", "x"), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := removeStale(dir, "mysql", filepath.Join(dir, "mysql")); err != nil {
+		t.Fatal(err)
+	}
+	for _, d := range keep {
+		if _, err := os.Stat(filepath.Join(dir, d)); err != nil {
+			t.Errorf("%s removed: %v", d, err)
+		}
+	}
+	for _, d := range gone {
+		if _, err := os.Stat(filepath.Join(dir, d)); !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("%s still there", d)
+		}
+	}
+}
+
+func TestUnescapeMountPath(t *testing.T) {
+	tests := []struct{ in, want string }{
+		{"/run/netns/x", "/run/netns/x"},
+		{`/a\040b`, "/a b"},
+		{`/a\011b\134c`, "/a\tb\\c"},
+		{`/trailing\04`, `/trailing\04`},
+	}
+	for _, tt := range tests {
+		if got := unescapeMountPath(tt.in); got != tt.want {
+			t.Errorf("unescapeMountPath(%q) = %q, want %q", tt.in, got, tt.want)
+		}
+	}
+}
+
+func TestCopyTree(t *testing.T) {
+	src := filepath.Join(t.TempDir(), "src")
+	must := func(err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	must(os.MkdirAll(filepath.Join(src, "#innodb_redo"), 0o750))
+	must(os.WriteFile(filepath.Join(src, "ibdata1"), make([]byte, 1<<20), 0o640))
+	must(os.WriteFile(filepath.Join(src, "#innodb_redo", "#ib_redo1"), []byte("redo"), 0o600))
+	must(os.Symlink("ibdata1", filepath.Join(src, "link")))
+	must(os.Chmod(filepath.Join(src, "#innodb_redo"), 0o750))
+
+	dst := filepath.Join(t.TempDir(), "dst")
+	n, err := copyTree(src, dst)
+	must(err)
+	if want := int64(1<<20 + 4); n != want {
+		t.Errorf("copied %d bytes, want %d", n, want)
+	}
+	for p, mode := range map[string]os.FileMode{
+		"ibdata1": 0o640, "#innodb_redo": 0o750 | os.ModeDir, "#innodb_redo/#ib_redo1": 0o600,
+	} {
+		info, err := os.Stat(filepath.Join(dst, p))
+		must(err)
+		if info.Mode() != mode {
+			t.Errorf("%s mode %v, want %v", p, info.Mode(), mode)
+		}
+	}
+	if l, err := os.Readlink(filepath.Join(dst, "link")); err != nil || l != "ibdata1" {
+		t.Errorf("link = %q, %v", l, err)
+	}
+	if _, err := copyTree(src, dst); err == nil {
+		t.Error("copy onto an existing directory succeeded")
+	}
+}
