@@ -47,6 +47,18 @@ type trace struct {
 	// Extra frames (e.g. ARP) to interleave before the segment with the
 	// same index, to check that frame numbers count every record.
 	ARPBefore map[int]bool
+	// Encapsulation: IPv6 instead of IPv4, an 802.1Q tag, and the file
+	// format ("" pcap with microseconds, "ns" pcap with nanoseconds,
+	// "pcapng", "sll" Linux cooked capture as tcpdump -i any writes it).
+	IPv6   bool
+	VLAN   uint16
+	Format string
+}
+
+// v6 maps the IPv4 lab addresses into a ULA prefix for the IPv6 variant.
+func v6(a netip.Addr) netip.Addr {
+	b := a.As4()
+	return netip.AddrFrom16([16]byte{0xfd, 0x00, 0x89, 0xfa, 10: 0, 11: 0, 12: b[0], 13: b[1], 14: b[2], 15: b[3]})
 }
 
 var (
@@ -80,10 +92,42 @@ func (tr *trace) frame(s seg) ([]byte, error) {
 		src, dst = dst, src
 		smac, dmac = dmac, smac
 	}
-	eth := &layers.Ethernet{SrcMAC: smac, DstMAC: dmac, EthernetType: layers.EthernetTypeIPv4}
-	ip := &layers.IPv4{
-		Version: 4, TTL: 64, Protocol: layers.IPProtocolTCP, Flags: layers.IPv4DontFragment,
-		SrcIP: src.Addr().AsSlice(), DstIP: dst.Addr().AsSlice(),
+	var l3 gopacket.NetworkLayer
+	etype := layers.EthernetTypeIPv4
+	if tr.IPv6 {
+		etype = layers.EthernetTypeIPv6
+		l3 = &layers.IPv6{
+			Version: 6, HopLimit: 64, NextHeader: layers.IPProtocolTCP,
+			SrcIP: v6(src.Addr()).AsSlice(), DstIP: v6(dst.Addr()).AsSlice(),
+		}
+	} else {
+		l3 = &layers.IPv4{
+			Version: 4, TTL: 64, Protocol: layers.IPProtocolTCP, Flags: layers.IPv4DontFragment,
+			SrcIP: src.Addr().AsSlice(), DstIP: dst.Addr().AsSlice(),
+		}
+	}
+	var link []gopacket.SerializableLayer
+	switch {
+	case tr.Format == "sll":
+		// The Linux cooked header has no serializer in gopacket: 16 bytes
+		// of packet type, ARPHRD type, address length, address, protocol.
+		pt := uint16(0) // to us
+		if s.From == "c" {
+			pt = 4 // outgoing
+		}
+		h := make([]byte, 16)
+		binary.BigEndian.PutUint16(h[0:], pt)
+		binary.BigEndian.PutUint16(h[2:], 1) // ARPHRD_ETHER
+		binary.BigEndian.PutUint16(h[4:], 6)
+		copy(h[6:], smac)
+		binary.BigEndian.PutUint16(h[14:], uint16(etype))
+		link = append(link, gopacket.Payload(h))
+	case tr.VLAN != 0:
+		link = append(link,
+			&layers.Ethernet{SrcMAC: smac, DstMAC: dmac, EthernetType: layers.EthernetTypeDot1Q},
+			&layers.Dot1Q{VLANIdentifier: tr.VLAN, Type: etype})
+	default:
+		link = append(link, &layers.Ethernet{SrcMAC: smac, DstMAC: dmac, EthernetType: etype})
 	}
 	win := s.Win
 	if win == 0 && !strings.Contains(s.Flags, "0") {
@@ -108,13 +152,14 @@ func (tr *trace) frame(s seg) ([]byte, error) {
 				layers.TCPOption{OptionType: layers.TCPOptionKindWindowScale, OptionLength: 3, OptionData: []byte{byte(s.WScale)}})
 		}
 	}
-	if err := tcp.SetNetworkLayerForChecksum(ip); err != nil {
+	if err := tcp.SetNetworkLayerForChecksum(l3); err != nil {
 		return nil, err
 	}
 	payload := bytes.Repeat([]byte{'x'}, s.Len)
 	buf := gopacket.NewSerializeBuffer()
 	opts := gopacket.SerializeOptions{FixLengths: true, ComputeChecksums: true}
-	if err := gopacket.SerializeLayers(buf, opts, eth, ip, tcp, gopacket.Payload(payload)); err != nil {
+	all := append(link, l3.(gopacket.SerializableLayer), tcp, gopacket.Payload(payload))
+	if err := gopacket.SerializeLayers(buf, opts, all...); err != nil {
 		return nil, err
 	}
 	return buf.Bytes(), nil
@@ -135,18 +180,48 @@ func arpFrame() []byte {
 	return buf.Bytes()
 }
 
-// bytes renders the trace as a microsecond pcap, the format tcpdump writes
-// by default.
+// packetWriter is what pcapgo's pcap and pcapng writers have in common.
+type packetWriter interface {
+	WritePacket(gopacket.CaptureInfo, []byte) error
+}
+
+// bytes renders the trace in its format; the default is a microsecond
+// pcap, what tcpdump writes.
 func (tr *trace) bytes(t testing.TB) []byte {
 	t.Helper()
 	var out bytes.Buffer
-	w := pcapgo.NewWriter(&out)
-	if err := w.WriteFileHeader(snaplen, layers.LinkTypeEthernet); err != nil {
-		t.Fatal(err)
+	lt := layers.LinkTypeEthernet
+	if tr.Format == "sll" {
+		lt = layers.LinkTypeLinuxSLL
+	}
+	var (
+		w   packetWriter
+		ngw *pcapgo.NgWriter
+	)
+	switch tr.Format {
+	case "pcapng":
+		var err error
+		ngw, err = pcapgo.NewNgWriter(&out, lt)
+		if err != nil {
+			t.Fatal(err)
+		}
+		w = ngw
+	case "ns":
+		pw := pcapgo.NewWriterNanos(&out)
+		if err := pw.WriteFileHeader(snaplen, lt); err != nil {
+			t.Fatal(err)
+		}
+		w = pw
+	default:
+		pw := pcapgo.NewWriter(&out)
+		if err := pw.WriteFileHeader(snaplen, lt); err != nil {
+			t.Fatal(err)
+		}
+		w = pw
 	}
 	for i, s := range tr.Segs {
 		at := tr.Start.Add(s.At)
-		if tr.ARPBefore[i] {
+		if tr.ARPBefore[i] && tr.Format != "sll" {
 			a := arpFrame()
 			if err := w.WritePacket(gopacket.CaptureInfo{Timestamp: at, CaptureLength: len(a), Length: len(a)}, a); err != nil {
 				t.Fatal(err)
@@ -157,6 +232,11 @@ func (tr *trace) bytes(t testing.TB) []byte {
 			t.Fatalf("segment %d: %v", i, err)
 		}
 		if err := w.WritePacket(gopacket.CaptureInfo{Timestamp: at, CaptureLength: len(b), Length: len(b)}, b); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if ngw != nil {
+		if err := ngw.Flush(); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -315,7 +395,7 @@ var fixtures = []fixture{
 		tr.add(seg{At: t, From: "c", Flags: "A", Seq: c + 300, Ack: isnS + 1, Len: 100})
 		t += 10 * time.Millisecond
 		tr.add(seg{At: t, From: "c", Flags: "A", Seq: c + 500, Ack: isnS + 1, Len: 100})
-		tr.add(seg{At: t + time.Millisecond, From: "c", Flags: "A", Seq: c + 400, Ack: isnS + 1, Len: 100})
+		tr.add(seg{At: t + 50*time.Microsecond, From: "c", Flags: "A", Seq: c + 400, Ack: isnS + 1, Len: 100})
 		tr.add(seg{At: t + 2*time.Millisecond, From: "s", Flags: "A0", Seq: isnS + 1, Ack: c + 600, Win: 0})
 		tr.add(seg{At: t + 200*time.Millisecond, From: "c", Flags: "A", Seq: c + 600, Ack: isnS + 1, Len: 1})
 		tr.add(seg{At: t + 200*time.Millisecond + 20*time.Microsecond, From: "s", Flags: "A0", Seq: isnS + 1, Ack: c + 600, Win: 0})
@@ -324,9 +404,3 @@ var fixtures = []fixture{
 	}},
 }
 
-// be32 is a helper for hand-built byte strings in tests.
-func be32(v uint32) []byte {
-	b := make([]byte, 4)
-	binary.BigEndian.PutUint32(b, v)
-	return b
-}

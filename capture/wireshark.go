@@ -10,9 +10,10 @@ import (
 // tcp_analyze_sequence_number), so that the verdicts on each segment, and
 // therefore every count a lab reports, agree with what tshark shows for the
 // same file. It keeps Wireshark's quirks on purpose: a next sequence number
-// of 0 means "not known yet", sequence numbers compare modulo 2^32, and
-// SYN/FIN only count as one byte while fewer than 1000 segments are
-// unacknowledged. The tshark oracle tests compare the two frame by frame.
+// of 0 means "not known yet", sequence numbers compare modulo 2^32 (but
+// not everywhere), and the duplicate-ACK counter is unsigned. The tshark
+// oracle tests compare the two frame by frame, on the fixtures and on
+// random traces; tshark 4.0.17 is the reference.
 
 // Analysis verdicts, the bits of Wireshark's tcp_acked.flags.
 const (
@@ -33,9 +34,9 @@ const (
 	taSpuriousRetransmission
 )
 
-// maxUnacked is Wireshark's TCP_MAX_UNACKED_SEGMENTS: past it, segments are
-// no longer remembered, and SYN/FIN stop adding one to the next sequence
-// number.
+// maxUnacked bounds the list of unacknowledged segments per direction, as
+// Wireshark's TCP_MAX_UNACKED_SEGMENTS does, for captures that miss the
+// ACKs.
 const maxUnacked = 1000
 
 // dupackReported is Wireshark's dupacknum = -1 in its unsigned field.
@@ -277,7 +278,7 @@ func (c *conversation) sequence(p *Packet, fwd, rev *flowState, ta uint32) uint3
 		}
 	}()
 
-	if ta&taDuplicateACK == 0 {
+	if ack != fwd.lastack {
 		fwd.dupacknum = 0
 	}
 
@@ -287,7 +288,7 @@ func (c *conversation) sequence(p *Packet, fwd, rev *flowState, ta uint32) uint3
 	// hole as reported.
 	if rev.maxseqtobeacked != 0 && gtSeq(ack, rev.maxseqtobeacked) && p.ACK {
 		// Wireshark compares these two without wrapping.
-		if rev.maxseqtobeacked > rev.nextseq {
+		if ltSeq(rev.maxseqtobeacked, rev.nextseq) {
 			rev.maxseqtobeacked = rev.nextseq
 			ta |= taAckLostPacket
 		} else {
@@ -342,10 +343,10 @@ func (c *conversation) sequence(p *Packet, fwd, rev *flowState, ta uint32) uint3
 	}()
 
 	nextseq := seq + seglen
+	if synfin {
+		nextseq++
+	}
 	if (seglen > 0 || synfin) && len(fwd.segments) < maxUnacked {
-		if synfin {
-			nextseq++
-		}
 		fwd.segments = append(fwd.segments, unacked{seq: seq, nextseq: nextseq})
 	}
 	if gtSeq(nextseq, fwd.nextseq) || fwd.nextseq == 0 {

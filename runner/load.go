@@ -121,20 +121,30 @@ func LoadBytes(file string, data []byte) (*Scenario, error) {
 	w := &walker{}
 	clean := w.walk(root, reflect.TypeOf(Scenario{}), "")
 	problems = append(problems, w.problems...)
+	if w.nodes >= maxNodes {
+		// Everything after the limit was left unread; more problems would
+		// be about that, not about the file.
+		return nil, &ValidationError{File: file, Problems: problems}
+	}
 
 	s := &Scenario{}
+	var err error
 	if len(problems) == 0 {
 		// Decode the original text strictly too, so that anything the walk
 		// missed is still refused rather than silently ignored.
 		dec := yaml.NewDecoder(bytes.NewReader(data))
 		dec.KnownFields(true)
-		if err := dec.Decode(s); err != nil {
-			problems = append(problems, yamlProblems(err)...)
-		}
+		err = dec.Decode(s)
 	} else if clean != nil {
-		if err := clean.Decode(s); err != nil {
-			problems = append(problems, yamlProblems(err)...)
-		}
+		err = clean.Decode(s)
+	}
+	if err != nil {
+		// The decoder gave up halfway (excessive aliasing, or something the
+		// walk let through): checking a half-decoded scenario would only
+		// add noise.
+		problems = append(problems, yamlProblems(err, "")...)
+		sortProblems(problems)
+		return nil, &ValidationError{File: file, Problems: problems}
 	}
 	s.File = file
 	s.root = root
@@ -165,14 +175,14 @@ func parseDocument(data []byte) (*yaml.Node, []Problem) {
 		if errors.Is(err, io.EOF) {
 			return nil, []Problem{{Line: 1, Msg: "empty scenario"}}
 		}
-		return nil, yamlProblems(err)
+		return nil, yamlProblems(err, "yaml syntax: ")
 	}
 	// A second document would be ignored by the decoder; say so instead.
 	var next yaml.Node
 	switch err := dec.Decode(&next); {
 	case errors.Is(err, io.EOF):
 	case err != nil:
-		return nil, yamlProblems(err)
+		return nil, yamlProblems(err, "yaml syntax: ")
 	default:
 		return nil, []Problem{{Line: next.Line, Msg: "more than one document: a scenario file holds one"}}
 	}
@@ -195,9 +205,10 @@ func parseDocument(data []byte) (*yaml.Node, []Problem) {
 var yamlLine = regexp.MustCompile(`^line (\d+): (.*)$`)
 
 // yamlProblems turns a yaml.v3 error into problems with their lines.
-func yamlProblems(err error) []Problem {
+// prefix says what kind of problem it is when the message alone ("did not
+// find expected key") does not.
+func yamlProblems(err error, prefix string) []Problem {
 	lines := []string{strings.TrimPrefix(err.Error(), "yaml: ")}
-	prefix := "yaml syntax: "
 	var te *yaml.TypeError
 	if errors.As(err, &te) {
 		lines, prefix = te.Errors, ""
@@ -209,8 +220,6 @@ func yamlProblems(err error) []Problem {
 			p.Line, _ = strconv.Atoi(m[1])
 			p.Msg = m[2]
 		}
-		// A syntax error's own message ("did not find expected key") does
-		// not say what kind of problem it is.
 		p.Msg = prefix + p.Msg
 		ps = append(ps, p)
 	}

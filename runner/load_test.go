@@ -79,6 +79,7 @@ func TestLoadInvalid(t *testing.T) {
 		{"invalid-empty.yaml", `1: empty scenario`},
 		{"invalid-two-documents.yaml", `10: more than one document: a scenario file holds one`},
 		{"invalid-not-a-mapping.yaml", `1: want a mapping of scenario fields, got a list`},
+		{"invalid-aliases.yaml", `8: timeline[242].client.sql[119]: document too large: more than 100000 values once aliases are expanded`},
 		{
 			// Every problem is reported, in line order, and a value that
 			// could not be read (at: soon) does not also count as missing.

@@ -236,11 +236,17 @@ func Build(ctx context.Context, name string, log io.Writer) (*Image, error) {
 	if err := os.MkdirAll(filepath.Join(rootfs, filepath.Dir(templateDir)), 0o700); err != nil {
 		return nil, fmt.Errorf("build %s: %w", name, err)
 	}
+	// mariadb-install-db adds root@<this host's name>, which every run would
+	// then log as ignored under --skip-name-resolve; drop it.
+	if err := os.WriteFile(filepath.Join(rootfs, extraSQLPath), []byte(extraSQL), 0o644); err != nil {
+		return nil, fmt.Errorf("build %s: %w", name, err)
+	}
 	initCmd := chrootCommand(ctx, rootfs, templateInitArgs(name, f)...)
 	initCmd.Stdout, initCmd.Stderr = log, log
 	if err := initCmd.Run(); err != nil {
 		return nil, fmt.Errorf("build %s: initialize template data directory: %w", name, err)
 	}
+	os.Remove(filepath.Join(rootfs, extraSQLPath))
 	size, _ := treeSize(filepath.Join(rootfs, templateDir))
 	fmt.Fprintf(log, "template data directory: %.1f MiB in %s\n", float64(size)/(1<<20), time.Since(t1).Round(time.Millisecond))
 
@@ -274,11 +280,48 @@ func templateInitArgs(name string, f flavor) []string {
 		return []string{"/usr/bin/mariadb-install-db", "--no-defaults", "--user=root",
 			"--datadir=" + templateDir,
 			"--auth-root-authentication-method=normal", "--skip-test-db",
-			"--skip-name-resolve", "--force",
+			"--skip-name-resolve", "--force", "--extra-file=" + extraSQLPath,
 			"--innodb-log-file-size=" + redoSize,
 			"--innodb-buffer-pool-size=" + bufferPoolSize,
 			"--skip-log-bin"}
 	}
+}
+
+// extraSQL keeps only the loopback accounts of the initial grant tables.
+const (
+	extraSQLPath = "/tmp/labrun-template.sql"
+	extraSQL     = "DELETE FROM mysql.global_priv WHERE Host NOT IN ('localhost', '127.0.0.1', '::1');\n" +
+		"DELETE FROM mysql.proxies_priv WHERE Host NOT IN ('localhost', '127.0.0.1', '::1');\n"
+)
+
+// Remove deletes the cached image of a flavor, so that the next Build
+// starts afresh. It refuses while a run directory exists inside it.
+func Remove(name string) error {
+	if _, err := lookupFlavor(name); err != nil {
+		return err
+	}
+	dir := imagesDir()
+	final := filepath.Join(dir, name)
+	if _, err := os.Stat(final); errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	unlock, err := lockFile(context.Background(), filepath.Join(dir, "."+name+".lock"))
+	if err != nil {
+		return fmt.Errorf("remove %s: %w", name, err)
+	}
+	defer unlock()
+	runs, _ := os.ReadDir(filepath.Join(final, rootfsName, runsDir))
+	if len(runs) > 0 {
+		return fmt.Errorf("remove %s: %w: %s", name, ErrInUse, filepath.Join(final, rootfsName, runsDir, runs[0].Name()))
+	}
+	// Rename first, so that the image stops looking complete at once.
+	// The .build- prefix makes a later Build clean it up if this removal is
+	// interrupted.
+	doomed := filepath.Join(dir, fmt.Sprintf(".%s.build-removed-%d", name, time.Now().UnixNano()))
+	if err := os.Rename(final, doomed); err != nil {
+		return fmt.Errorf("remove %s: %w", name, err)
+	}
+	return removeTree(doomed)
 }
 
 var versionRE = regexp.MustCompile(`\bVer\s+(\d+\.\d+\.\d+)`)

@@ -1,11 +1,15 @@
 package server
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 )
@@ -192,5 +196,103 @@ func TestCopyTree(t *testing.T) {
 	}
 	if _, err := copyTree(src, dst); err == nil {
 		t.Error("copy onto an existing directory succeeded")
+	}
+}
+
+// TestBuildCancelled interrupts a real build once debootstrap has mounted
+// something inside the target (or after 60 s) and checks that nothing
+// remains that could look like an image: no build directory, no mount, and
+// Find still says the flavor is not built. It downloads packages, so it
+// runs only with LABRUN_BUILD_IMAGES=1.
+func TestBuildCancelled(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root: debootstrap")
+	}
+	if os.Getenv("LABRUN_BUILD_IMAGES") != "1" {
+		t.Skip("downloads packages: set LABRUN_BUILD_IMAGES=1")
+	}
+	cache := t.TempDir()
+	t.Setenv("LABRUN_CACHE", cache)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() {
+		deadline := time.After(60 * time.Second)
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-deadline:
+				cancel()
+				return
+			case <-time.After(200 * time.Millisecond):
+				if len(mountsUnder(cache)) > 0 {
+					t.Log("cancelling with a mount inside the build directory")
+					cancel()
+					return
+				}
+			}
+		}
+	}()
+	_, err := Build(ctx, "mariadb", io.Discard)
+	if !errors.Is(err, context.Canceled) && !strings.Contains(fmt.Sprint(err), "killed") {
+		t.Fatalf("Build() error = %v, want cancellation", err)
+	}
+	if m := mountsUnder(cache); len(m) > 0 {
+		t.Errorf("mounts left: %q", m)
+	}
+	left, _ := filepath.Glob(filepath.Join(cache, "images", ".mariadb.build-*"))
+	if len(left) > 0 {
+		t.Errorf("build directories left: %q", left)
+	}
+	if _, err := Find("mariadb"); !errors.Is(err, ErrNotBuilt) {
+		t.Errorf("Find() after a cancelled build = %v, want ErrNotBuilt", err)
+	}
+}
+
+func mountsUnder(dir string) []string {
+	b, _ := os.ReadFile("/proc/self/mountinfo")
+	var out []string
+	for _, line := range strings.Split(string(b), "\n") {
+		f := strings.Fields(line)
+		if len(f) > 4 && strings.HasPrefix(unescapeMountPath(f[4]), dir+"/") {
+			out = append(out, f[4])
+		}
+	}
+	return out
+}
+
+func TestRemove(t *testing.T) {
+	cache := t.TempDir()
+	t.Setenv("LABRUN_CACHE", cache)
+	dir := filepath.Join(cache, "images", "mysql")
+	root := filepath.Join(dir, rootfsName)
+	for _, f := range []string{"usr/sbin/mysqld", "usr/bin/mysql", "var/lib/labrun/template/ibdata1"} {
+		os.MkdirAll(filepath.Dir(filepath.Join(root, f)), 0o755)
+		if err := os.WriteFile(filepath.Join(root, f), nil, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	b, _ := json.Marshal(Image{Flavor: "mysql", Version: "9.7.4"})
+	os.WriteFile(filepath.Join(dir, markerName), b, 0o644)
+	if _, err := Find("mysql"); err != nil {
+		t.Fatal(err)
+	}
+	run := filepath.Join(root, runsDir, "r1")
+	os.MkdirAll(run, 0o700)
+	if err := Remove("mysql"); !errors.Is(err, ErrInUse) {
+		t.Fatalf("Remove() with a run = %v, want ErrInUse", err)
+	}
+	os.Remove(run)
+	if err := Remove("mysql"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Find("mysql"); !errors.Is(err, ErrNotBuilt) {
+		t.Errorf("Find() after Remove = %v, want ErrNotBuilt", err)
+	}
+	if left, _ := filepath.Glob(filepath.Join(cache, "images", ".mysql.build-*")); len(left) > 0 {
+		t.Errorf("left %q", left)
+	}
+	if err := Remove("mysql"); err != nil {
+		t.Errorf("second Remove() = %v", err)
 	}
 }

@@ -46,6 +46,7 @@ var (
 	ErrExited           = errors.New("server exited before it was ready")
 	ErrNotReady         = errors.New("server not ready")
 	ErrStuck            = errors.New("server process did not exit")
+	ErrInUse            = errors.New("image in use by a run")
 )
 
 const (
@@ -343,7 +344,8 @@ func (s *Server) start(ctx context.Context, f flavor) error {
 		return fmt.Errorf("start %s: %w", s.Flavor, err)
 	}
 	if err := os.Mkdir(s.RunDir, 0o700); err != nil {
-		return fmt.Errorf("start %s: %w", s.Flavor, err)
+		// Not ours to remove (it may have appeared since the check above).
+		return errors.Join(fmt.Errorf("start %s: %w", s.Flavor, err), s.cfg.Journal.Undone(dirEntry))
 	}
 	s.dirEntry = &dirEntry
 	for _, d := range []string{"tmp", "run", "files", "data"} {
@@ -447,26 +449,11 @@ func (s *Server) waitReady(parent context.Context) error {
 	ctx, cancel := context.WithTimeout(parent, readyCap)
 	defer cancel()
 	dial := DialContextIn(s.cfg.NS)
-	mcfg := s.DSNConfig()
-	mcfg.DialFunc = dialFuncIn(s.cfg.NS)
-	mcfg.Timeout = 2 * time.Second
-	mcfg.ReadTimeout = 5 * time.Second
-	mcfg.WriteTimeout = 5 * time.Second
-	// The driver logs every refused probe to stderr otherwise.
-	mcfg.Logger = nopLogger{}
-	conn, err := mysql.NewConnector(mcfg)
-	if err != nil {
-		return fmt.Errorf("start %s: %w", s.Flavor, err)
-	}
-	db := sql.OpenDB(conn)
-	defer db.Close()
-	db.SetMaxIdleConns(0)
-
 	var last error
 	tick := time.NewTicker(readyPoll)
 	defer tick.Stop()
 	for {
-		last = s.probe(ctx, dial, db)
+		last = s.probe(ctx, dial)
 		if last == nil {
 			return nil
 		}
@@ -484,18 +471,53 @@ func (s *Server) waitReady(parent context.Context) error {
 	}
 }
 
-func (s *Server) probe(ctx context.Context, dial func(context.Context, string) (net.Conn, error), db *sql.DB) error {
-	pctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+// probe connects once and pings over that same connection. A bare TCP
+// connect that is closed without a handshake would make MariaDB log an
+// "Aborted connection" warning for every probe.
+func (s *Server) probe(ctx context.Context, dial func(context.Context, string) (net.Conn, error)) error {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	c, err := dial(pctx, s.Addr.String())
+	dctx, dcancel := context.WithTimeout(ctx, 2*time.Second)
+	c, err := dial(dctx, s.Addr.String())
+	dcancel()
 	if err != nil {
 		return err
 	}
-	c.Close()
-	pctx, cancel = context.WithTimeout(ctx, 10*time.Second)
-	defer cancel()
-	return db.PingContext(pctx)
+	var mu sync.Mutex
+	handed := false
+	mcfg := s.DSNConfig()
+	mcfg.DialFunc = func(context.Context, string, string) (net.Conn, error) {
+		mu.Lock()
+		defer mu.Unlock()
+		if handed {
+			return nil, errProbeUsed
+		}
+		handed = true
+		return c, nil
+	}
+	mcfg.ReadTimeout = 5 * time.Second
+	mcfg.WriteTimeout = 5 * time.Second
+	// The driver logs every refused probe to stderr otherwise.
+	mcfg.Logger = nopLogger{}
+	conn, err := mysql.NewConnector(mcfg)
+	if err != nil {
+		c.Close()
+		return err
+	}
+	db := sql.OpenDB(conn)
+	err = db.PingContext(ctx)
+	db.Close()
+	mu.Lock()
+	if !handed {
+		c.Close()
+	}
+	mu.Unlock()
+	return err
 }
+
+// errProbeUsed stops database/sql from retrying a probe on a new
+// connection: each probe is one connection.
+var errProbeUsed = errors.New("probe connection already used")
 
 type nopLogger struct{}
 
