@@ -36,7 +36,9 @@ var timerNames = map[uint8]string{1: "on", 2: "keepalive", 3: "timewait", 4: "pe
 // Sockets lists the IPv4 TCP sockets in namespace ns whose local or remote
 // port is port (0: all), request sockets and TIME_WAIT included.
 func Sockets(ns netns.NsHandle, port int) ([]Socket, error) {
-	h, err := netlink.NewHandleAt(ns)
+	// The family must be named: a handle without a NETLINK_INET_DIAG socket
+	// would quietly query the calling thread's namespace instead.
+	h, err := netlink.NewHandleAt(ns, unix.NETLINK_INET_DIAG)
 	if err != nil {
 		return nil, fmt.Errorf("sock_diag handle: %w", err)
 	}

@@ -55,7 +55,7 @@ func (r *Rules) Apply(rule Rule, step string) (*Counter, error) {
 			if rule.Op == "-A" {
 				err = ipt.Append(rule.Table, rule.Chain, spec...)
 			} else {
-				err = ipt.Insert(rule.Table, rule.Chain, 1, spec...)
+				err = ipt.Insert(rule.Table, rule.Chain, rule.Pos, spec...)
 			}
 			if err != nil {
 				return fmt.Errorf("iptables %s: %w", rule, err)

@@ -1,8 +1,11 @@
 package runner
 
 import (
+	"encoding/json"
 	"fmt"
 	"net/netip"
+	"os"
+	"path/filepath"
 	"sort"
 	"strings"
 	"time"
@@ -69,6 +72,12 @@ func (r *run) analyze(rep *reports.Scenario) {
 	}
 	if len(r.counts) > 0 {
 		rep.Iptables = r.counts
+	}
+	if len(r.samples) > 0 {
+		p := filepath.Join(r.art, "sockets.json")
+		if b, err := json.MarshalIndent(r.samples, "", " "); err == nil && os.WriteFile(p, b, 0o644) == nil {
+			rep.Artifacts.Samples = p
+		}
 	}
 }
 
@@ -299,22 +308,22 @@ func checkKeepalive(e *evalEnv, c *Check, out *reports.Check) {
 	}
 	probes := f.KeepAlives(from)
 	model := tcpmodel.Keepalive(e.r.sysctls[fromHost])
-	// The first interval is from the last packet before the first probe:
-	// keepalive_time counts from the last activity.
+	// keepalive_time counts from the last segment the prober received and
+	// processed: retransmitted segments (a SYN-ACK again, data again) are
+	// answered with a duplicate ACK and do not count as activity.
 	var pkts []capture.Packet
 	if len(probes) > 0 {
 		for _, p := range f.Packets {
-			if p.Time.Before(probes[0].Time) && !p.KeepAlive {
+			if p.Time.Before(probes[0].Time) && p.Dst == from && !p.Retransmission && !p.KeepAlive {
 				pkts = []capture.Packet{p}
 			}
 		}
 	}
-	pkts = append(pkts, probes...)
-	iv := intervals(pkts)
-	m := model
-	m.Intervals = append([]time.Duration{}, model.Intervals...)
-	e.ladder(c, m, iv, out)
-	out.Evidence = e.evidence(host, pkts, "keepalive")
+	e.ladder(c, model, intervals(append(pkts, probes...)), out)
+	if len(pkts) > 0 {
+		out.Evidence = e.evidence(host, pkts, "last segment received by the prober")
+	}
+	out.Evidence = append(out.Evidence, e.evidence(host, probes, "keepalive probe")...)
 	e.finding(c, out, len(probes))
 }
 
