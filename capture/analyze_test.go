@@ -22,7 +22,7 @@ func TestFixtures(t *testing.T) {
 			want := f.trace().bytes(t)
 			path := fixturePath(f.name)
 			if *update {
-				if err := os.WriteFile(path, want, 0o600); err != nil {
+				if err := os.WriteFile(path, want, 0o644); err != nil {
 					t.Fatal(err)
 				}
 				return

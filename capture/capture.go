@@ -68,7 +68,10 @@ type Capture struct {
 	once  sync.Once
 	dirty bool // frames are buffered but not yet written to the file
 	stats Stats
-	err   error // the first error of the reader, reported by Stop
+	// queued is the number of frames the kernel queued on the socket; when
+	// Stop has drained the queue, it equals stats.Packets.
+	queued int
+	err    error // the first error of the reader, reported by Stop
 }
 
 // Start opens a packet socket on ifname inside the namespace ns and writes
@@ -222,6 +225,10 @@ func (c *Capture) run(ready chan<- struct{}) {
 			return
 		case rerr == unix.EINTR:
 			continue
+		case rerr == unix.ENETDOWN:
+			// The link went down: the kernel reports it once and hooks the
+			// socket up again when the link comes back, so keep reading.
+			continue
 		case rerr != nil:
 			c.setErr(fmt.Errorf("read packet: %w", rerr))
 			return
@@ -325,8 +332,11 @@ func (c *Capture) Stop() (Stats, error) {
 		}
 		<-c.done
 		if err := c.raw.Control(func(fd uintptr) {
+			// The counters run from the socket's creation; tp_packets
+			// includes the drops.
 			if st, err := unix.GetsockoptTpacketStats(int(fd), unix.SOL_PACKET, unix.PACKET_STATISTICS); err == nil {
 				c.stats.Dropped = int(st.Drops)
+				c.queued = int(st.Packets - st.Drops)
 			}
 		}); err != nil && !errors.Is(err, os.ErrClosed) {
 			c.setErr(fmt.Errorf("packet statistics: %w", err))

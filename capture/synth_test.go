@@ -24,14 +24,14 @@ import (
 // seg is one synthetic segment. From is "c" (client) or "s" (server); Flags
 // uses tcpdump's letters: S, A (ACK), P, F, R.
 type seg struct {
-	At      time.Duration
-	From    string
-	Flags   string
-	Seq     uint32
-	Ack     uint32
-	Win     uint16
-	Len     int
-	WScale  int // -1: no option; only put on SYNs
+	At     time.Duration
+	From   string
+	Flags  string
+	Seq    uint32
+	Ack    uint32
+	Win    uint16
+	Len    int
+	WScale int // -1: no option; only put on SYNs
 	// CPort, when set, replaces the client's port: one trace can hold
 	// several 4-tuples.
 	CPort uint16
@@ -373,7 +373,7 @@ var fixtures = []fixture{
 	}},
 	{"fast-spurious-ooo", func() *trace {
 		// The verdicts labs rarely see, so that their rules are pinned too:
-		// a lost segment, three duplicate ACKs and a fast retransmission, a
+		// a lost segment, two duplicate ACKs and a fast retransmission, a
 		// spurious retransmission, an out-of-order segment, a zero window,
 		// its probe and the window update.
 		tr := newTrace()
@@ -403,4 +403,3 @@ var fixtures = []fixture{
 		return tr
 	}},
 }
-

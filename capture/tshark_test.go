@@ -4,9 +4,11 @@ import (
 	"bytes"
 	"fmt"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 )
 
 // tshark is the oracle for the analyser: for every frame, each field below
@@ -165,3 +167,60 @@ func TestFixturesAgreeWithTshark(t *testing.T) {
 }
 
 func fixturePath(name string) string { return fmt.Sprintf("testdata/%s.pcap", name) }
+
+// TestEncapsulationsAgreeWithTshark runs a random trace through every file
+// format and encapsulation the analyser reads.
+func TestEncapsulationsAgreeWithTshark(t *testing.T) {
+	tshark := needTshark(t)
+	dir := t.TempDir()
+	tests := []struct {
+		name string
+		edit func(tr *trace)
+	}{
+		{"pcap-ns", func(tr *trace) { tr.Format = "ns" }},
+		{"pcapng", func(tr *trace) { tr.Format = "pcapng" }},
+		{"sll", func(tr *trace) { tr.Format = "sll" }},
+		{"vlan", func(tr *trace) { tr.VLAN = 250 }},
+		{"ipv6", func(tr *trace) { tr.IPv6 = true }},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			tr := randomTrace(1000, 20)
+			tt.edit(tr)
+			path := filepath.Join(dir, tt.name+".pcap")
+			tr.write(t, path)
+			compareWithTshark(t, tshark, path)
+		})
+	}
+}
+
+// TestManyUnackedAgreesWithTshark covers a capture that misses one
+// direction: more than a thousand unacknowledged segments, then a FIN and
+// its retransmission.
+func TestManyUnackedAgreesWithTshark(t *testing.T) {
+	tshark := needTshark(t)
+	tr := newTrace()
+	at := tr.handshake(0, isnC)
+	seq := isnC + 1
+	for i := 0; i < 1100; i++ {
+		at += 10 * time.Microsecond
+		tr.add(seg{At: at, From: "c", Flags: "A", Seq: seq, Ack: isnS + 1, Len: 10})
+		seq += 10
+	}
+	for i := 0; i < 2; i++ {
+		at += 200 * time.Millisecond
+		tr.add(seg{At: at, From: "c", Flags: "FA", Seq: seq, Ack: isnS + 1})
+	}
+	tr.add(seg{At: at + time.Millisecond, From: "c", Flags: "A", Seq: seq + 1, Ack: isnS + 1})
+	path := filepath.Join(t.TempDir(), "unacked.pcap")
+	tr.write(t, path)
+	compareWithTshark(t, tshark, path)
+	a, err := Analyze(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fins := onlyFlow(t, a).FINs(synthClient)
+	if len(fins) != 2 || !fins[1].Retransmission {
+		t.Errorf("FINs %v, want 2, the second a retransmission", Frames(fins))
+	}
+}

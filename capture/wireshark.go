@@ -63,7 +63,7 @@ type flowState struct {
 	window uint32
 	// winScale is the shift this direction announced: -1 not known, -2 no
 	// scaling in use.
-	winScale         int
+	winScale int
 	// dupacknum counts duplicate ACKs; it is unsigned in Wireshark, and
 	// its "hole reported" marker -1 is therefore also "at least 2" to the
 	// fast retransmission test.
@@ -282,12 +282,13 @@ func (c *conversation) sequence(p *Packet, fwd, rev *flowState, ta uint32) uint3
 		fwd.dupacknum = 0
 	}
 
-	// An ACK beyond everything seen in the other direction acknowledges
-	// segments the capture missed. Wireshark flags it once per hole: when
-	// the other direction is stalled with pure ACKs, dupacknum -1 marks the
-	// hole as reported.
+	// An ACK beyond the highest contiguous sequence number seen in the
+	// other direction acknowledges segments the capture missed. It is
+	// flagged once per hole: the mark moves up to the next sequence number
+	// when it can, and when it cannot (the other direction only sent pure
+	// ACKs since), dupacknum -1 records that the hole was reported. The
+	// random-trace oracle test pinned this form down against tshark 4.0.
 	if rev.maxseqtobeacked != 0 && gtSeq(ack, rev.maxseqtobeacked) && p.ACK {
-		// Wireshark compares these two without wrapping.
 		if ltSeq(rev.maxseqtobeacked, rev.nextseq) {
 			rev.maxseqtobeacked = rev.nextseq
 			ta |= taAckLostPacket

@@ -8,9 +8,12 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
 )
+
+// netnsDir is where named network namespaces are bind-mounted, as by
+// `ip netns add` and netns.NewNamed.
+const netnsDir = "/run/netns"
 
 // Undo removes one resource. It is idempotent: a resource that is already
 // gone counts as removed.
@@ -19,8 +22,19 @@ func Undo(e Entry) error {
 	case KindProcess:
 		return killProcess(e.PID, e.StartTime)
 	case KindNetns:
-		err := netns.DeleteNamed(e.Name)
-		if err != nil && !errors.Is(err, os.ErrNotExist) && !errors.Is(err, unix.EINVAL) {
+		// Not netns.DeleteNamed: it stops at a failed unmount, and a file
+		// whose bind mount is already gone (EINVAL: a run killed between
+		// creating the file and mounting it) would stay listed by
+		// `ip netns list` forever.
+		p := filepath.Join(netnsDir, e.Name)
+		if e.Name == "" || filepath.Base(p) != e.Name {
+			return fmt.Errorf("refusing to delete namespace %q", e.Name)
+		}
+		err := unix.Unmount(p, unix.MNT_DETACH)
+		if err != nil && !errors.Is(err, unix.ENOENT) && !errors.Is(err, unix.EINVAL) {
+			return fmt.Errorf("delete namespace %s: %w", e.Name, err)
+		}
+		if err := os.Remove(p); err != nil && !errors.Is(err, os.ErrNotExist) {
 			return fmt.Errorf("delete namespace %s: %w", e.Name, err)
 		}
 		return nil
@@ -50,7 +64,7 @@ func Exists(e Entry) bool {
 	case KindProcess:
 		return e.PID > 0 && ProcessStartTime(e.PID) == e.StartTime && e.StartTime != 0
 	case KindNetns:
-		_, err := os.Stat(filepath.Join("/run/netns", e.Name))
+		_, err := os.Stat(filepath.Join(netnsDir, e.Name))
 		return err == nil
 	case KindDir, KindMount:
 		_, err := os.Stat(e.Path)

@@ -306,6 +306,15 @@ func TestStartStop(t *testing.T) {
 			t.Logf("%s: copied %.1f MiB in %s, ready %s after exec", s, float64(s.CopyBytes)/(1<<20),
 				s.CopyTime.Round(time.Millisecond), s.StartToReady.Round(time.Millisecond))
 			startTime := journal.ProcessStartTime(s.PID)
+			// What a SIGKILLed run leaves for `labrun cleanup`, newest first.
+			pending, err := journal.Pending(j.Dir)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(pending) != 2 || pending[0].Kind != journal.KindProcess || pending[0].PID != s.PID ||
+				pending[0].StartTime != startTime || pending[1].Kind != journal.KindDir || pending[1].Path != s.RunDir {
+				t.Errorf("journal lists %+v, want the process then %s", pending, s.RunDir)
+			}
 
 			if s.Version != img.Version {
 				t.Errorf("version %q, image %q", s.Version, img.Version)
@@ -371,7 +380,7 @@ func TestStartStop(t *testing.T) {
 			if _, err := os.Stat(s.RunDir); !errors.Is(err, os.ErrNotExist) {
 				t.Errorf("run directory %s still there: %v", s.RunDir, err)
 			}
-			pending, err := journal.Pending(j.Dir)
+			pending, err = journal.Pending(j.Dir)
 			if err != nil {
 				t.Fatal(err)
 			}

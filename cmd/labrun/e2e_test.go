@@ -399,3 +399,65 @@ func TestKillThenCleanup(t *testing.T) {
 	}
 	assertUnchanged(t, before)
 }
+
+// Every quick scenario of the library passes, on each flavor: checks that
+// hold for one flavor only say so and are skipped on the other.
+func TestQuickLibrary(t *testing.T) {
+	needRoot(t)
+	for _, flavor := range []string{"mysql", "mariadb"} {
+		t.Run(flavor, func(t *testing.T) {
+			needFlavor(t, flavor)
+			before := snapshot(t)
+			r := labrun(t, "run", "../../scenarios/", "--tag", "quick", "--flavor", flavor, "-j", "3")
+			if r.code != 0 {
+				t.Fatalf("want exit 0: %s", r)
+			}
+			for _, sc := range r.report.Scenarios {
+				if sc.Environment.Server.Flavor != flavor || sc.Environment.Server.Version == "" {
+					t.Errorf("%s: server %+v, want flavor %s with a version", sc.Name, sc.Environment.Server, flavor)
+				}
+				for _, c := range sc.Checks {
+					if !c.Passed {
+						t.Errorf("%s: %s failed", sc.Name, c.Name)
+					}
+				}
+			}
+			assertUnchanged(t, before)
+		})
+	}
+}
+
+// BenchmarkScenarioOverhead measures what labrun adds to a scenario's
+// timeline with a cached flavor: namespaces, server start from the template,
+// captures, analysis and teardown.
+func BenchmarkScenarioOverhead(b *testing.B) {
+	if os.Geteuid() != 0 {
+		b.Skip("needs root: scenarios create network namespaces")
+	}
+	for _, flavor := range []string{"mysql", "mariadb"} {
+		b.Run(flavor, func(b *testing.B) {
+			if _, err := server.Find(flavor); err != nil {
+				b.Skipf("flavor %s not built", flavor)
+			}
+			var overhead, setup, teardown float64
+			for i := 0; i < b.N; i++ {
+				dir := b.TempDir()
+				out, err := exec.Command(labrunBin, "run", "testdata/overhead.yaml", "--flavor", flavor, "--report-dir", dir).CombinedOutput()
+				if err != nil {
+					b.Fatalf("%v\n%s", err, out)
+				}
+				var rep reportFile
+				data, _ := os.ReadFile(filepath.Join(dir, "report.json"))
+				json.Unmarshal(data, &rep)
+				sc := rep.Scenarios[0]
+				overhead += sc.DurationS - sc.Phases.TimelineS
+				setup += sc.Phases.SetupS
+				teardown += sc.Phases.TeardownS
+			}
+			n := float64(b.N)
+			b.ReportMetric(overhead/n, "overhead-s/op")
+			b.ReportMetric(setup/n, "setup-s/op")
+			b.ReportMetric(teardown/n, "teardown-s/op")
+		})
+	}
+}
