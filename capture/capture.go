@@ -243,11 +243,11 @@ func (c *Capture) drain(buf, oob []byte) {
 	err := c.raw.Control(func(fd uintptr) {
 		for i := 0; i < drainLimit && time.Now().Before(deadline); i++ {
 			n, oobn, _, _, err := unix.Recvmsg(int(fd), buf[:snaplen], oob, unix.MSG_TRUNC|unix.MSG_DONTWAIT)
-			if err == unix.EINTR {
+			if err == unix.EINTR || err == unix.ENETDOWN {
 				continue
 			}
 			if err != nil {
-				return
+				return // EAGAIN: the queue is empty
 			}
 			c.write(buf, n, oob[:oobn])
 		}
@@ -320,11 +320,19 @@ func (c *Capture) setErr(err error) {
 	}
 }
 
-// Stop ends the capture: the frames queued so far are written, the file is
-// flushed and closed, and the socket closed. It can be called more than
+// Stop ends the capture: the frames that arrived before it are written,
+// none after; the file is flushed and closed, and the socket closed. It can be called more than
 // once; later calls return what the first returned.
 func (c *Capture) Stop() (Stats, error) {
 	c.once.Do(func() {
+		// A filter that refuses everything closes the door: frames that
+		// arrive from now on are neither queued nor counted, so the drain
+		// below ends, and the kernel's counters match what was written.
+		c.raw.Control(func(fd uintptr) {
+			refuse := []unix.SockFilter{{Code: unix.BPF_RET | unix.BPF_K, K: 0}}
+			_ = unix.SetsockoptSockFprog(int(fd), unix.SOL_SOCKET, unix.SO_ATTACH_FILTER,
+				&unix.SockFprog{Len: uint16(len(refuse)), Filter: &refuse[0]})
+		})
 		// A deadline in the past wakes the reader without closing the
 		// socket under it, so it can still drain the queue.
 		if err := c.sock.SetReadDeadline(time.Now()); err != nil {

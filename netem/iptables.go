@@ -3,6 +3,7 @@ package netem
 import (
 	"fmt"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -116,7 +117,12 @@ func (r *Rules) Counters() ([]*Counter, error) {
 }
 
 var counterRE = regexp.MustCompile(`-c (\d+) (\d+)`)
-var commentRE = regexp.MustCompile(`--comment "?(labrun:[^" ]+)"?`)
+
+// commentRE matches a comment as iptables prints it: in double quotes with
+// backslash escapes when it holds anything but plain characters (a step
+// named "drop syn" is printed --comment "labrun:drop syn"), bare otherwise.
+var commentRE = regexp.MustCompile(`--comment (?:"((?:[^"\\]|\\.)*)"|([^ "]+))`)
+var unescapeRE = regexp.MustCompile(`\\(.)`)
 
 // counters lists a chain with counters ("-A INPUT ... -c 12 720 -j DROP") and
 // returns the labrun rules by comment.
@@ -125,22 +131,50 @@ func counters(ipt *iptables.IPTables, table, chain string) (map[string]*Counter,
 	if err != nil {
 		return nil, fmt.Errorf("iptables -t %s -S %s: %w", table, chain, err)
 	}
+	return parseCounters(table, rules), nil
+}
+
+// parseCounters reads the lines of `iptables -t TABLE -v -S CHAIN` and
+// returns the labrun rules by comment.
+func parseCounters(table string, lines []string) map[string]*Counter {
 	out := map[string]*Counter{}
-	for _, line := range rules {
-		cm := commentRE.FindStringSubmatch(line)
-		if cm == nil {
+	for _, line := range lines {
+		// A rule may carry a comment of its own besides labrun's.
+		text := ""
+		comments := commentRE.FindAllStringSubmatchIndex(line, -1)
+		for _, m := range comments {
+			var t string
+			if m[2] >= 0 {
+				t = unescapeRE.ReplaceAllString(line[m[2]:m[3]], "$1")
+			} else {
+				t = line[m[4]:m[5]]
+			}
+			if strings.HasPrefix(t, "labrun:") {
+				text = t
+				break
+			}
+		}
+		if text == "" {
 			continue
 		}
-		c := &Counter{Rule: strings.TrimSpace(counterRE.ReplaceAllString(line, "")), Step: strings.TrimPrefix(cm[1], "labrun:")}
-		c.Rule = strings.Join(strings.Fields(c.Rule), " ")
-		if m := counterRE.FindStringSubmatch(line); m != nil {
-			c.Packets, _ = strconv.ParseUint(m[1], 10, 64)
-			c.Bytes, _ = strconv.ParseUint(m[2], 10, 64)
+		c := &Counter{Step: strings.TrimPrefix(text, "labrun:")}
+		rule := line
+		// The counters follow the matches; a "-c N N" inside a comment is
+		// text, not counters.
+		for _, m := range counterRE.FindAllStringSubmatchIndex(line, -1) {
+			if slices.ContainsFunc(comments, func(cm []int) bool { return m[0] >= cm[0] && m[1] <= cm[1] }) {
+				continue
+			}
+			c.Packets, _ = strconv.ParseUint(line[m[2]:m[3]], 10, 64)
+			c.Bytes, _ = strconv.ParseUint(line[m[4]:m[5]], 10, 64)
+			rule = line[:m[0]] + line[m[1]:]
+			break
 		}
+		c.Rule = strings.Join(strings.Fields(rule), " ")
 		if table != "filter" {
 			c.Rule = "-t " + table + " " + c.Rule
 		}
-		out[cm[1]] = c
+		out[text] = c
 	}
-	return out, nil
+	return out
 }

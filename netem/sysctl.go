@@ -4,10 +4,12 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"slices"
 	"sort"
 	"strings"
 
 	"github.com/vishvananda/netns"
+	"golang.org/x/sys/unix"
 )
 
 // ErrNotNamespaced is returned for a sysctl that the kernel does not keep per
@@ -66,31 +68,62 @@ func setSysctls(ns netns.NsHandle, kv map[string]string) error {
 	}
 	sort.Strings(keys)
 	return Do(ns, func() error {
+		// Every key is checked before any is written, and the keys already
+		// written are put back when a later write fails, so that a refused
+		// set changes nothing: the run's record of its sysctls stays true.
+		old := make(map[string]string, len(keys))
 		for _, k := range keys {
 			if !strings.HasPrefix(k, "net.") {
 				return fmt.Errorf("sysctl %s: %w", k, ErrNotNamespaced)
 			}
 			p := sysctlPath(k)
-			// O_WRONLY without O_CREATE: a key absent in this namespace is
-			// refused rather than created.
-			f, err := os.OpenFile(p, os.O_WRONLY, 0)
+			b, err := os.ReadFile(p)
 			if errors.Is(err, os.ErrNotExist) {
 				return fmt.Errorf("sysctl %s: %w", k, ErrNotNamespaced)
 			}
 			if err != nil {
 				return fmt.Errorf("sysctl %s: %w", k, err)
 			}
-			_, err = f.WriteString(kv[k])
-			cerr := f.Close()
-			if err != nil {
-				return fmt.Errorf("sysctl %s=%s: %w", k, kv[k], err)
+			// Some global keys are shown read-only inside a child namespace
+			// (net.core.wmem_default and friends since Linux 6.15): the
+			// value there is the host's.
+			if err := unix.Access(p, unix.W_OK); errors.Is(err, unix.EACCES) || errors.Is(err, unix.EPERM) {
+				return fmt.Errorf("sysctl %s: read-only in a child namespace: %w", k, ErrNotNamespaced)
 			}
-			if cerr != nil {
-				return fmt.Errorf("sysctl %s=%s: %w", k, kv[k], cerr)
+			old[k] = string(b)
+		}
+		for i, k := range keys {
+			if err := writeSysctl(k, kv[k]); err != nil {
+				for _, w := range slices.Backward(keys[:i]) {
+					writeSysctl(w, old[w])
+				}
+				return err
 			}
 		}
 		return nil
 	})
+}
+
+// writeSysctl writes one key in the calling thread's namespace.
+func writeSysctl(k, v string) error {
+	// O_WRONLY without O_CREATE: a key absent in this namespace is refused
+	// rather than created.
+	f, err := os.OpenFile(sysctlPath(k), os.O_WRONLY, 0)
+	if errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("sysctl %s: %w", k, ErrNotNamespaced)
+	}
+	if err != nil {
+		return fmt.Errorf("sysctl %s: %w", k, err)
+	}
+	_, err = f.WriteString(v)
+	cerr := f.Close()
+	if err != nil {
+		return fmt.Errorf("sysctl %s=%s: %w", k, v, err)
+	}
+	if cerr != nil {
+		return fmt.Errorf("sysctl %s=%s: %w", k, v, cerr)
+	}
+	return nil
 }
 
 // normalize folds the kernel's tab-separated multi-value format

@@ -6,14 +6,18 @@ import (
 	"net"
 	"net/netip"
 	"os"
-	"path/filepath"
+	"os/exec"
+	"runtime"
 	"slices"
 	"sort"
+	"strings"
 	"testing"
 
 	"github.com/labrun/labrun/journal"
 	"github.com/labrun/labrun/netem"
 	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netns"
+	"golang.org/x/sys/unix"
 )
 
 func TestUp(t *testing.T) {
@@ -71,7 +75,7 @@ func TestUp(t *testing.T) {
 					ln := listen(t, to, 3306)
 					got := roundTrip(t, from, ln)
 					ln.Close()
-					if !contains(got, "hello from "+from.Address.String()+":") {
+					if !strings.Contains(got, "hello from "+from.Address.String()+":") {
 						t.Errorf("%s -> %s: answer %q, want it from %s", a, b, got, from.Address)
 					}
 				}
@@ -89,17 +93,6 @@ func TestUp(t *testing.T) {
 			}
 		})
 	}
-}
-
-func contains(s, sub string) bool { return len(sub) <= len(s) && slices.Contains(prefixes(s, len(sub)), sub) }
-
-// prefixes returns every substring of s of length n; small strings only.
-func prefixes(s string, n int) []string {
-	var out []string
-	for i := 0; i+n <= len(s); i++ {
-		out = append(out, s[i:i+n])
-	}
-	return out
 }
 
 // checkIface checks that h has exactly lo and eth0, both up, with the
@@ -201,11 +194,81 @@ func TestUpFailsHalfway(t *testing.T) {
 	if topo == nil {
 		t.Fatal("Up returned no topology to tear down")
 	}
-	// The first run's namespaces are not the failed run's to remove.
+	// The first run's namespaces are not the failed run's to remove: it
+	// never created them, so neither its Down nor its journal names them.
+	if err := topo.Down(); err != nil {
+		t.Errorf("Down of the failed run: %v", err)
+	}
+	if pending, err := journal.Clean(j2.Dir); err != nil || len(pending) != 0 {
+		t.Errorf("Clean of the failed run = %v, %v", pending, err)
+	}
 	want := []string{netem.NSName(l.spec.RunID, "client"), netem.NSName(l.spec.RunID, "hub")}
 	if got := runNamespaces(t, l.spec.RunID); !slices.Equal(got, want) {
 		t.Errorf("namespaces = %v, want %v", got, want)
 	}
-	_ = filepath.Join
-	_ = fmt.Sprint
+}
+
+// nsLink names the network namespace of the calling thread, "net:[INODE]".
+func nsLink(t *testing.T) string {
+	t.Helper()
+	s, err := os.Readlink("/proc/thread-self/ns/net")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+func TestDoAndStart(t *testing.T) {
+	l := up(t, "client")
+	h := l.host(t, "client")
+	var st unix.Stat_t
+	if err := unix.Fstat(int(h.NS), &st); err != nil {
+		t.Fatal(err)
+	}
+	want := fmt.Sprintf("net:[%d]", st.Ino)
+
+	// The test's own thread stays where it is, however many Do calls run:
+	// each throws its thread away instead of returning it to the pool.
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	home := nsLink(t)
+	if home == want {
+		t.Fatal("the test already runs in the lab namespace")
+	}
+	for range 20 {
+		var got string
+		if err := netem.Do(h.NS, func() error { got = nsLink(t); return nil }); err != nil {
+			t.Fatal(err)
+		}
+		if got != want {
+			t.Fatalf("inside Do: namespace %s, want %s", got, want)
+		}
+	}
+	if got := nsLink(t); got != home {
+		t.Errorf("after Do: test thread in %s, want %s", got, home)
+	}
+	// fn's error comes back as it is.
+	sentinel := errors.New("from fn")
+	if err := netem.Do(h.NS, func() error { return sentinel }); err != sentinel {
+		t.Errorf("Do returned %v, want fn's error", err)
+	}
+	// A closed handle cannot be entered, and fn is not run.
+	ran := false
+	if err := netem.Do(netns.None(), func() error { ran = true; return nil }); err == nil || ran {
+		t.Errorf("Do(None) = %v, ran %v; want an error and fn not run", err, ran)
+	}
+
+	// A child forked by Start lives in the namespace.
+	cmd := exec.Command("readlink", "/proc/self/ns/net")
+	var out strings.Builder
+	cmd.Stdout = &out
+	if err := netem.Start(h.NS, cmd); err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Wait(); err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.TrimSpace(out.String()); got != want {
+		t.Errorf("child started by Start: namespace %s, want %s", got, want)
+	}
 }

@@ -115,6 +115,10 @@ type Step struct {
 	Sysctl map[string]string `yaml:"sysctl,omitempty" json:"sysctl,omitempty"`
 	// Client runs a MySQL client from Host.
 	Client *ClientAction `yaml:"client,omitempty" json:"client,omitempty"`
+	// Sleep waits this long while captures and samplers keep running, so
+	// that a later step, or the end of the timeline, can wait for something
+	// the kernel does on its own (a request socket timing out).
+	Sleep *Duration `yaml:"sleep,omitempty" json:"sleep,omitempty"`
 }
 
 // ClientAction is one client session: connect, run the statements in order

@@ -85,6 +85,7 @@ var fieldDocs = map[string]string{
 	"Step.iptables": "A rule in iptables syntax, applied in the host's namespace: \"-A INPUT -p tcp --dport 3306 -j DROP\" adds, \"-D ...\" removes, \"-t mangle -A ...\" names a table. Not run by a shell.",
 	"Step.sysctl":   "Changes per-namespace sysctls (net.*) of the host during the timeline.",
 	"Step.client":   "Runs a MySQL client from the host.",
+	"Step.sleep":    "Waits this long while captures and samplers keep running, so that the timeline can wait for something the kernel does on its own (a request socket timing out).",
 
 	"ClientAction.kind":            "\"cli\" (the flavor's own mysql or mariadb binary) or \"go\" (go-sql-driver/mysql).",
 	"ClientAction.sql":             "Statements run in order on one connection.",
@@ -169,6 +170,7 @@ var typeExtra = map[string]jsonObj{
 				jsonObj{{"required", []string{"iptables"}}},
 				jsonObj{{"required", []string{"sysctl"}}},
 				jsonObj{{"required", []string{"client"}}},
+				jsonObj{{"required", []string{"sleep"}}},
 			}}},
 			jsonObj{{"oneOf", []any{
 				jsonObj{{"required", []string{"at"}}},

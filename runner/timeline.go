@@ -114,6 +114,13 @@ func (r *run) do(ctx context.Context, s *Step) *stepResult {
 			r.sysctls[s.Host][k] = v
 		}
 		r.mu.Unlock()
+	case s.Sleep != nil:
+		t := time.NewTimer(s.Sleep.D())
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+		}
 	case s.Client != nil:
 		c := s.Client
 		res.client = client.Run(ctx, h.NS, r.srv, client.Spec{Kind: c.Kind, Host: s.Host, SQL: c.SQL, Database: c.Database,

@@ -254,9 +254,12 @@ func (c *checker) timeline() {
 		if st.Client != nil {
 			actions = append(actions, "client")
 		}
+		if st.Sleep != nil {
+			actions = append(actions, "sleep")
+		}
 		switch len(actions) {
 		case 0:
-			c.add(path, "missing action: want one of iptables, sysctl, client")
+			c.add(path, "missing action: want one of iptables, sysctl, client, sleep")
 		case 1:
 		default:
 			c.add(path, "more than one action (%s): want exactly one", strings.Join(actions, ", "))
@@ -280,7 +283,7 @@ func (c *checker) timeline() {
 		}
 
 		if st.Host == "" {
-			if len(actions) > 0 {
+			if len(actions) > 0 && actions[0] != "sleep" {
 				c.add(path+".host", "required for a %s step", actions[0])
 			}
 		} else {

@@ -14,6 +14,7 @@ import (
 
 	"github.com/labrun/labrun/reports"
 	"github.com/labrun/labrun/runner"
+	"github.com/labrun/labrun/server"
 	"github.com/spf13/cobra"
 )
 
@@ -109,6 +110,12 @@ func hasAny(tags, skip []string) bool {
 }
 
 func runScenarios(cmd *cobra.Command, f *runFlags, args []string) error {
+	if f.flavor != "" && !hasAll(server.Flavors(), []string{f.flavor}) {
+		return exitWith(exitUsage, fmt.Errorf("--flavor %q: want one of %s", f.flavor, strings.Join(server.Flavors(), ", ")))
+	}
+	if f.engine != "" && f.engine != "process" {
+		return exitWith(exitUsage, fmt.Errorf("--engine %q: this build has the process engine only", f.engine))
+	}
 	files, err := collect(args)
 	if err != nil {
 		return exitWith(exitUsage, err)
