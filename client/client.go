@@ -107,6 +107,7 @@ func Run(ctx context.Context, ns netns.NsHandle, srv *server.Server, spec Spec, 
 //	ERROR 2013 (HY000): Lost connection to MySQL server at 'reading initial communication packet', system error: 110
 //	ERROR 1205 (HY000) at line 1: Lock wait timeout exceeded; try restarting transaction
 var errorLine = regexp.MustCompile(`(?m)^ERROR (\d+) \(([0-9A-Z]{5})\)(?: at line \d+)?: (.*)$`)
+
 // errnoTail finds the system errno at the end of the message: "(110)" from
 // MySQL's client, "(110 \"Connection timed out\")" from MariaDB's, or
 // "system error: 110" from both.

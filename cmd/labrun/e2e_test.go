@@ -11,7 +11,6 @@ import (
 	"path/filepath"
 	"regexp"
 	"sort"
-	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -261,7 +260,8 @@ func TestSYNDroppedAgreesWithModelAndTshark(t *testing.T) {
 	assertUnchanged(t, before)
 }
 
-// One sysctl edit moves the model and the kernel together.
+// One sysctl edit moves the model and the kernel together: the expected
+// count changes with tcp_syn_retries, and the observed count follows it.
 func TestSysctlChangeMovesModelAndObservation(t *testing.T) {
 	needRoot(t)
 	needFlavor(t, "mysql")
@@ -269,6 +269,7 @@ func TestSysctlChangeMovesModelAndObservation(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	seen := map[float64]string{}
 	for _, retries := range []string{"1", "2"} {
 		t.Run("tcp_syn_retries="+retries, func(t *testing.T) {
 			edited := strings.Replace(string(src), `net.ipv4.tcp_syn_retries: "3"`, `net.ipv4.tcp_syn_retries: "`+retries+`"`, 1)
@@ -281,10 +282,21 @@ func TestSysctlChangeMovesModelAndObservation(t *testing.T) {
 			if r.code != 0 {
 				t.Fatalf("want exit 0: %s", r)
 			}
-			n, _ := strconv.Atoi(retries)
-			linear, _ := strconv.Atoi(r.report.Scenarios[0].Environment.Sysctls["client"]["net.ipv4.tcp_syn_linear_timeouts"])
-			if got := check(t, r, "syn_retransmits")["count"].(float64); int(got) != n+linear {
-				t.Errorf("tcp_syn_retries %d, linear %d: observed %v retransmissions", n, linear, got)
+			if got := r.report.Scenarios[0].Environment.Sysctls["client"]["net.ipv4.tcp_syn_retries"]; got != retries {
+				t.Errorf("report records tcp_syn_retries %q, want %q", got, retries)
+			}
+			for _, c := range r.report.Scenarios[0].Checks {
+				if c.Type != "syn_retransmits" {
+					continue
+				}
+				want, got := c.Expected["count"].(float64), c.Observed["count"].(float64)
+				if want != got {
+					t.Errorf("expected %v, observed %v", want, got)
+				}
+				if prev, ok := seen[want]; ok {
+					t.Errorf("tcp_syn_retries %s and %s give the same expected count %v", prev, retries, want)
+				}
+				seen[want] = retries
 			}
 		})
 	}
