@@ -18,7 +18,9 @@ lab: setup build
 # server flavors).
 test: setup build
 	$(BIN) images build $(FLAVORS)
-	LABRUN_BIN=$(CURDIR)/$(BIN) $(GO) test -count=1 -timeout 60m ./... 2>&1 | tee test.log; exit $${PIPESTATUS[0]}
+	# -p 1: the end-to-end tier compares the whole host before and after each
+	# run, so no other package may create namespaces or servers meanwhile.
+	LABRUN_BIN=$(CURDIR)/$(BIN) $(GO) test -p 1 -count=1 -timeout 60m ./... 2>&1 | tee test.log; exit $${PIPESTATUS[0]}
 
 setup:
 	@scripts/setup.sh

@@ -107,6 +107,15 @@ func Run(ctx context.Context, sc *Scenario, opt Options) (*reports.Scenario, err
 		Checks:      []*reports.Check{}, Artifacts: reports.Artifacts{Pcap: []string{}}}
 	rep.Environment.Server = reports.ServerInfo{Flavor: r.flavor, Engine: sc.Server.Engine}
 	started := time.Now()
+	// A kernel without sch_netem cannot run the scenario at all: it is
+	// skipped before anything is created, and the reason says why.
+	if sc.UsesNetem() {
+		if err := netem.NetemAvailable(); err != nil {
+			rep.Skipped, rep.Passed = true, true
+			rep.SkipReason = "needs sch_netem: " + err.Error()
+			return rep, nil
+		}
+	}
 
 	var runErr error
 	err := r.setup(ctx, rep)

@@ -119,6 +119,29 @@ type Step struct {
 	// that a later step, or the end of the timeline, can wait for something
 	// the kernel does on its own (a request socket timing out).
 	Sleep *Duration `yaml:"sleep,omitempty" json:"sleep,omitempty"`
+	// Netem impairs Host's egress on eth0 with the netem qdisc: delay,
+	// jitter, loss. Kernels without sch_netem skip the scenario.
+	Netem *NetemAction `yaml:"netem,omitempty" json:"netem,omitempty"`
+}
+
+// NetemAction sets, replaces or removes the netem qdisc on a host's eth0.
+type NetemAction struct {
+	Delay  Duration `yaml:"delay,omitempty" json:"delay,omitempty"`
+	Jitter Duration `yaml:"jitter,omitempty" json:"jitter,omitempty"`
+	// Loss is a percentage, "10%".
+	Loss string `yaml:"loss,omitempty" json:"loss,omitempty"`
+	// Remove takes the qdisc away; no other field may be set with it.
+	Remove bool `yaml:"remove,omitempty" json:"remove,omitempty"`
+}
+
+// UsesNetem reports whether any step needs the netem qdisc.
+func (s *Scenario) UsesNetem() bool {
+	for _, st := range s.Timeline {
+		if st != nil && st.Netem != nil {
+			return true
+		}
+	}
+	return false
 }
 
 // ClientAction is one client session: connect, run the statements in order

@@ -114,6 +114,15 @@ func (r *run) do(ctx context.Context, s *Step) *stepResult {
 			r.sysctls[s.Host][k] = v
 		}
 		r.mu.Unlock()
+	case s.Netem != nil:
+		var imp netem.Impairment
+		if !s.Netem.Remove {
+			imp.Delay, imp.Jitter = s.Netem.Delay.D(), s.Netem.Jitter.D()
+			if s.Netem.Loss != "" {
+				imp.Loss, _ = netem.ParsePercent(s.Netem.Loss)
+			}
+		}
+		res.err = h.Impair(imp)
 	case s.Sleep != nil:
 		t := time.NewTimer(s.Sleep.D())
 		select {

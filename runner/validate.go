@@ -257,9 +257,26 @@ func (c *checker) timeline() {
 		if st.Sleep != nil {
 			actions = append(actions, "sleep")
 		}
+		if st.Netem != nil {
+			actions = append(actions, "netem")
+			n := st.Netem
+			if n.Loss != "" {
+				if _, err := netem.ParsePercent(n.Loss); err != nil {
+					c.add(path+".netem.loss", "%v", err)
+				}
+			}
+			switch {
+			case n.Remove && (n.Delay != 0 || n.Jitter != 0 || n.Loss != ""):
+				c.add(path+".netem", "remove takes no delay, jitter or loss")
+			case !n.Remove && n.Delay == 0 && n.Loss == "":
+				c.add(path+".netem", "want delay or loss, or remove: true")
+			case n.Jitter != 0 && n.Delay == 0:
+				c.add(path+".netem.jitter", "only with delay")
+			}
+		}
 		switch len(actions) {
 		case 0:
-			c.add(path, "missing action: want one of iptables, sysctl, client, sleep")
+			c.add(path, "missing action: want one of iptables, sysctl, client, sleep, netem")
 		case 1:
 		default:
 			c.add(path, "more than one action (%s): want exactly one", strings.Join(actions, ", "))

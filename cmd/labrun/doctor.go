@@ -96,6 +96,12 @@ func leftovers() []string {
 	for _, p := range procs {
 		root, err := os.Readlink(p)
 		if err == nil && strings.HasPrefix(root, cache) {
+			// A server or client of a live run names its run directory
+			// (.../labrun-runs/<run>/...) on its command line.
+			cmdline, _ := os.ReadFile(filepath.Join(filepath.Dir(p), "cmdline"))
+			if id := runOf(string(cmdline)); id != "" && live[id] {
+				continue
+			}
 			pid := filepath.Base(filepath.Dir(p))
 			comm, _ := os.ReadFile(filepath.Join(filepath.Dir(p), "comm"))
 			out = append(out, fmt.Sprintf("process %s %s (root %s)", pid, strings.TrimSpace(string(comm)), root))
@@ -109,4 +115,18 @@ func pidText(pid int) string {
 		return ""
 	}
 	return fmt.Sprintf("pid %d", pid)
+}
+
+// runOf returns the run ID in a command line that names a run directory.
+func runOf(cmdline string) string {
+	const marker = "labrun-runs/"
+	i := strings.Index(cmdline, marker)
+	if i < 0 {
+		return ""
+	}
+	rest := cmdline[i+len(marker):]
+	if j := strings.IndexAny(rest, "/\x00 "); j >= 0 {
+		rest = rest[:j]
+	}
+	return rest
 }

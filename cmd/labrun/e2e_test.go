@@ -473,3 +473,24 @@ func BenchmarkScenarioOverhead(b *testing.B) {
 		})
 	}
 }
+
+// A netem scenario runs where the kernel has sch_netem and is skipped, with
+// the reason, where it does not (this workplace's kernel).
+func TestNetemScenarioRunsOrSaysWhy(t *testing.T) {
+	needRoot(t)
+	needFlavor(t, "mysql")
+	before := snapshot(t)
+	r := labrun(t, "run", "testdata/netem-delay.yaml")
+	if r.code != 0 {
+		t.Fatalf("want exit 0: %s", r)
+	}
+	d := labrun(t, "doctor")
+	if strings.Contains(d.stdout, "no  netem qdisc") {
+		if !strings.Contains(r.stdout, "needs sch_netem") || !strings.Contains(r.stdout, "0 passed, 0 failed, 1 skipped") {
+			t.Errorf("no sch_netem here: the run must be skipped with that reason:\n%s", r)
+		}
+	} else if !regexp.MustCompile(`(?m)^1 passed, 0 failed$`).MatchString(r.stdout) {
+		t.Errorf("sch_netem present: the scenario must pass:\n%s", r)
+	}
+	assertUnchanged(t, before)
+}
