@@ -160,14 +160,41 @@ func snapshot(t *testing.T) hostState {
 		b, _ := os.ReadFile("/proc/sys/net/ipv4/" + k)
 		sys = append(sys, k+"="+strings.TrimSpace(string(b)))
 	}
-	procs, _ := exec.Command("pgrep", "-a", "-x", "mysqld|mariadbd|mysql|mariadb").Output()
 	return hostState{
 		netns:    run("ip", "netns", "list"),
 		iptables: run("iptables", "-S") + run("iptables", "-t", "mangle", "-S") + run("iptables", "-t", "nat", "-S"),
 		sysctls:  strings.Join(sys, "\n"),
 		links:    linkNames(run("ip", "-o", "link", "show")),
-		procs:    string(procs),
+		procs:    serverProcs(),
 	}
+}
+
+// serverProcs lists the live server and client processes. A zombie has
+// already exited: after SIGKILL its parent is gone and pid 1 reaps it when it
+// gets round to it, so it does not count.
+func serverProcs() string {
+	var out []string
+	stats, _ := filepath.Glob("/proc/[0-9]*/stat")
+	for _, p := range stats {
+		b, err := os.ReadFile(p)
+		if err != nil {
+			continue
+		}
+		s := string(b)
+		open, end := strings.IndexByte(s, '('), strings.LastIndexByte(s, ')')
+		if open < 0 || end < open || end+2 >= len(s) {
+			continue
+		}
+		name, state := s[open+1:end], s[end+2]
+		switch name {
+		case "mysqld", "mariadbd", "mysql", "mariadb":
+			if state != 'Z' {
+				out = append(out, filepath.Base(filepath.Dir(p))+" "+name)
+			}
+		}
+	}
+	sort.Strings(out)
+	return strings.Join(out, "\n")
 }
 
 // linkNames keeps the interface names only: counters and states change.

@@ -3,6 +3,7 @@ package main
 import (
 	"errors"
 	"fmt"
+	"sync"
 	"text/tabwriter"
 
 	"github.com/labrun/labrun/server"
@@ -19,15 +20,27 @@ func newImagesCmd() *cobra.Command {
 			if len(args) == 1 && args[0] == "all" {
 				args = server.Flavors()
 			}
-			for _, f := range args {
-				img, err := server.Build(cmd.Context(), f, cmd.ErrOrStderr())
-				if err != nil {
+			// Flavors build at once: each is mostly waiting on the package
+			// archive and dpkg, and they share nothing.
+			imgs := make([]*server.Image, len(args))
+			errs := make([]error, len(args))
+			var wg sync.WaitGroup
+			for i, f := range args {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					imgs[i], errs[i] = server.Build(cmd.Context(), f, cmd.ErrOrStderr())
+				}()
+			}
+			wg.Wait()
+			for i, f := range args {
+				if errs[i] != nil {
 					if cmd.Context().Err() != nil {
-						return exitWith(exitInterrupted, err)
+						return exitWith(exitInterrupted, errs[i])
 					}
-					return exitWith(exitInfra, fmt.Errorf("build %s: %w", f, err))
+					return exitWith(exitInfra, fmt.Errorf("build %s: %w", f, errs[i]))
 				}
-				fmt.Fprintf(cmd.OutOrStdout(), "%s %s %s\n", img.Flavor, img.Version, img.Root)
+				fmt.Fprintf(cmd.OutOrStdout(), "%s %s %s\n", imgs[i].Flavor, imgs[i].Version, imgs[i].Root)
 			}
 			return nil
 		},
