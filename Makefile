@@ -19,11 +19,11 @@ lab: setup build
 	$(BIN) run scenarios/ -j $(JOBS) --report-dir $(REPORT) --junit $(REPORT)/junit.xml --html $(REPORT)/report.html $(ARGS)
 
 # Every test tier: unit, namespace (root) and end to end (root and both
-# server flavors).
+# server flavors). -p 1: the end-to-end tier compares the whole host before
+# and after each run, so no other package may create namespaces or servers
+# meanwhile.
 test: setup build
 	$(BIN) images build $(FLAVORS)
-	# -p 1: the end-to-end tier compares the whole host before and after each
-	# run, so no other package may create namespaces or servers meanwhile.
 	LABRUN_BIN=$(CURDIR)/$(BIN) $(GO) test -p 1 -count=1 -timeout 60m ./... 2>&1 | tee test.log; exit $${PIPESTATUS[0]}
 
 setup:
