@@ -24,7 +24,7 @@ lab: setup build
 # meanwhile.
 test: setup build
 	$(BIN) images build $(FLAVORS)
-	LABRUN_BIN=$(CURDIR)/$(BIN) $(GO) test -p 1 -count=1 -timeout 60m ./... 2>&1 | tee test.log; exit $${PIPESTATUS[0]}
+	LABRUN_BUILD_IMAGES=1 LABRUN_BIN=$(CURDIR)/$(BIN) $(GO) test -p 1 -count=1 -timeout 60m ./... 2>&1 | tee test.log; exit $${PIPESTATUS[0]}
 
 setup:
 	@scripts/setup.sh
