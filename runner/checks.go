@@ -170,6 +170,22 @@ func (e *evalEnv) flow(c *Check, res *stepResult, prefer string, out *reports.Ch
 	return nil, host, false
 }
 
+// stepFlow finds the client step a check names and the flow it opened, in
+// the capture of the check's host, else of the client's host, or of the
+// server's host when serverSide says the server's view is the natural one.
+func (e *evalEnv) stepFlow(c *Check, out *reports.Check, serverSide bool) (*stepResult, *capture.Flow, string, bool) {
+	res, ok := e.clientStep(c, out)
+	if !ok {
+		return nil, nil, "", false
+	}
+	prefer := res.step.Host
+	if serverSide {
+		prefer = e.r.sc.Server.Host
+	}
+	f, host, ok := e.flow(c, res, prefer, out)
+	return res, f, host, ok
+}
+
 // offset renders a packet time relative to the start of the timeline.
 func (e *evalEnv) offset(t time.Time) string {
 	return fmt.Sprintf("+%.3fs", t.Sub(e.r.t0).Seconds())
@@ -243,11 +259,7 @@ func (e *evalEnv) ladder(c *Check, model tcpmodel.Schedule, obs []time.Duration,
 }
 
 func checkSYN(e *evalEnv, c *Check, out *reports.Check) {
-	res, ok := e.clientStep(c, out)
-	if !ok {
-		return
-	}
-	f, host, ok := e.flow(c, res, res.step.Host, out)
+	res, f, host, ok := e.stepFlow(c, out, false)
 	if !ok {
 		return
 	}
@@ -259,11 +271,7 @@ func checkSYN(e *evalEnv, c *Check, out *reports.Check) {
 }
 
 func checkData(e *evalEnv, c *Check, out *reports.Check) {
-	res, ok := e.clientStep(c, out)
-	if !ok {
-		return
-	}
-	f, host, ok := e.flow(c, res, res.step.Host, out)
+	res, f, host, ok := e.stepFlow(c, out, false)
 	if !ok {
 		return
 	}
@@ -292,11 +300,7 @@ func checkData(e *evalEnv, c *Check, out *reports.Check) {
 }
 
 func checkKeepalive(e *evalEnv, c *Check, out *reports.Check) {
-	res, ok := e.clientStep(c, out)
-	if !ok {
-		return
-	}
-	f, host, ok := e.flow(c, res, res.step.Host, out)
+	res, f, host, ok := e.stepFlow(c, out, false)
 	if !ok {
 		return
 	}

@@ -14,11 +14,7 @@ import (
 // of the client's duplicate SYNs, because each one makes the server answer
 // at once and re-arm its timer.
 func checkSYNACK(e *evalEnv, c *Check, out *reports.Check) {
-	res, ok := e.clientStep(c, out)
-	if !ok {
-		return
-	}
-	f, host, ok := e.flow(c, res, e.r.sc.Server.Host, out)
+	_, f, host, ok := e.stepFlow(c, out, true)
 	if !ok {
 		return
 	}
