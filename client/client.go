@@ -25,8 +25,12 @@ const (
 	KindCLI = "cli"
 )
 
-// ErrUnknownKind is returned for a client kind labrun does not have.
-var ErrUnknownKind = errors.New("unknown client kind")
+// Sentinel errors.
+var (
+	ErrUnknownKind = errors.New("unknown client kind")
+	ErrClosed      = errors.New("session closed")
+	ErrNoSession   = errors.New("no open session")
+)
 
 // Spec is what one client session does.
 type Spec struct {
@@ -37,6 +41,14 @@ type Spec struct {
 	ConnectTimeout time.Duration // 0: the kernel's connect timeout
 	ReadTimeout    time.Duration // go only; 0: none
 	WriteTimeout   time.Duration // go only; 0: none
+	Stream         *Stream       // go only: pace the reading of the last statement
+	RcvBuf         int           // go only: SO_RCVBUF in bytes before connect; 0: default
+}
+
+// Stream paces the reading of a result: Pause after every Rows rows.
+type Stream struct {
+	Pause time.Duration
+	Rows  int
 }
 
 // Event is one timestamped thing the client did or saw.
@@ -51,6 +63,7 @@ type Statement struct {
 	Start time.Time `json:"start"`
 	End   time.Time `json:"end"`
 	Rows  int       `json:"rows"`
+	First []string  `json:"first,omitempty"` // the first row, as text
 	Error string    `json:"error,omitempty"`
 }
 
@@ -67,7 +80,9 @@ type Result struct {
 	SQLState string `json:"sqlstate,omitempty"` // five characters
 	Errno    int    `json:"errno,omitempty"`    // system errno, e.g. 110 ETIMEDOUT
 	// Local is the client's address once connected ("10.89.0.10:41234").
-	Local      string      `json:"local,omitempty"`
+	Local string `json:"local,omitempty"`
+	// ConnID is the server's thread id of the go client's connection.
+	ConnID     int64       `json:"conn_id,omitempty"`
 	Statements []Statement `json:"statements,omitempty"`
 	Output     string      `json:"output,omitempty"` // cli standard output
 	Events     []Event     `json:"events,omitempty"` // attempts and the driver's log lines

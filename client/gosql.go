@@ -7,35 +7,56 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"regexp"
+	"strconv"
 	"strings"
+	"sync"
+	"syscall"
 	"time"
 
 	"github.com/go-sql-driver/mysql"
+	"github.com/labrun/labrun/netem"
 	"github.com/labrun/labrun/server"
 	"github.com/vishvananda/netns"
 )
 
-// driverLog collects go-sql-driver's log lines: the driver reports the real
-// cause of "invalid connection" (an i/o timeout, a reset) only there.
-type driverLog struct{ r *Result }
+// driverLog collects go-sql-driver's log lines into the result of the step
+// running on the session: the driver reports the real cause of "invalid
+// connection" (an i/o timeout, a reset) only there.
+type driverLog struct{ s *Session }
 
-func (l driverLog) Print(v ...any) { l.r.event("driver: %s", strings.TrimSpace(fmt.Sprint(v...))) }
+func (l driverLog) Print(v ...any) {
+	l.s.log.event("driver: %s", strings.TrimSpace(fmt.Sprint(v...)))
+}
 
-// runGo uses the driver's connector directly, not database/sql, so that no
-// hidden retry on driver.ErrBadConn adds a connection the scenario did not
-// ask for.
-func runGo(ctx context.Context, ns netns.NsHandle, srv *server.Server, spec Spec) *Result {
-	r := &Result{Kind: KindGo}
+// Session is one go-sql-driver connection that stays open across timeline
+// steps. The driver's connector is used directly, not database/sql, so that
+// no hidden retry on driver.ErrBadConn opens a connection the scenario did
+// not ask for.
+type Session struct {
+	Name string
+	// ID is the server's thread id of the connection (CONNECTION_ID()).
+	ID    int64
+	Local string
+	mu    sync.Mutex
+	conn  driver.Conn
+	log   *Result // receives the driver's log lines and dial events
+}
+
+// Open connects a session from namespace ns. The Result describes the
+// connection attempt; on error the session is nil.
+func Open(ctx context.Context, ns netns.NsHandle, srv *server.Server, name string, spec Spec) (*Session, *Result) {
+	r := &Result{Kind: KindGo, Start: time.Now()}
+	s := &Session{Name: name, log: r}
 	cfg := srv.DSNConfig()
 	cfg.DBName = spec.Database
 	cfg.Timeout = spec.ConnectTimeout
 	cfg.ReadTimeout = spec.ReadTimeout
 	cfg.WriteTimeout = spec.WriteTimeout
-	cfg.Logger = driverLog{r}
-	dial := server.DialContextIn(ns)
+	cfg.Logger = driverLog{s}
 	cfg.DialFunc = func(ctx context.Context, network, addr string) (net.Conn, error) {
 		r.event("dial %s %s", network, addr)
-		c, err := dial(ctx, addr)
+		c, err := dialIn(ctx, ns, network, addr, spec.RcvBuf)
 		if err != nil {
 			r.event("dial error: %v", err)
 			return nil, err
@@ -46,36 +67,150 @@ func runGo(ctx context.Context, ns netns.NsHandle, srv *server.Server, spec Spec
 		r.event("connected from %s", c.LocalAddr())
 		return c, nil
 	}
-	r.Start = time.Now()
-	defer func() { r.End = time.Now() }()
 	conn, err := mysql.NewConnector(cfg)
 	if err == nil {
-		var dc driver.Conn
-		dc, err = conn.Connect(ctx)
-		if err == nil {
-			r.event("handshake done")
-			err = runStatements(ctx, r, dc, spec.SQL)
-			if cerr := dc.Close(); cerr != nil && err == nil && !errors.Is(cerr, mysql.ErrInvalidConn) && !errors.Is(cerr, driver.ErrBadConn) {
-				r.event("close: %v", cerr)
-			}
+		s.conn, err = conn.Connect(ctx)
+	}
+	if err == nil {
+		r.event("handshake done")
+		// The thread id lets another step name this connection in KILL,
+		// and ties processlist rows to the step.
+		var rows []driver.Value
+		rows, err = firstRow(ctx, s.conn, "SELECT CONNECTION_ID()")
+		if err == nil && len(rows) > 0 {
+			s.ID, _ = strconv.ParseInt(fmt.Sprint(rows[0]), 10, 64)
+			r.ConnID = s.ID
+			r.event("connection id %d", s.ID)
 		}
 	}
+	r.End = time.Now()
+	if err != nil {
+		r.fail(err)
+		if s.conn != nil {
+			s.conn.Close()
+		}
+		return nil, r
+	}
+	s.Local = r.Local
+	return s, r
+}
+
+// Run runs statements on the session. Steps sharing a session take turns.
+func (s *Session) Run(ctx context.Context, spec Spec) *Result {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	r := &Result{Kind: KindGo, Start: time.Now(), Local: s.Local, ConnID: s.ID}
+	prev := s.log
+	s.log = r
+	defer func() { s.log = prev }()
+	if s.conn == nil {
+		r.End = r.Start
+		r.fail(fmt.Errorf("session %s: %w", s.Name, ErrClosed))
+		return r
+	}
+	err := runStatements(ctx, r, s.conn, spec)
+	r.End = time.Now()
 	if err != nil {
 		r.fail(err)
 	}
 	return r
 }
 
-func runStatements(ctx context.Context, r *Result, dc driver.Conn, stmts []string) error {
-	q, ok := dc.(driver.QueryerContext)
-	if !ok {
-		return errors.New("driver connection cannot run queries")
+// Close closes the session; it is idempotent.
+func (s *Session) Close() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.conn == nil {
+		return nil
 	}
-	for _, s := range stmts {
+	err := s.conn.Close()
+	s.conn = nil
+	if errors.Is(err, mysql.ErrInvalidConn) || errors.Is(err, driver.ErrBadConn) {
+		return nil
+	}
+	return err
+}
+
+// runGo is one session for one step: connect, statements, close.
+func runGo(ctx context.Context, ns netns.NsHandle, srv *server.Server, spec Spec) *Result {
+	s, r := Open(ctx, ns, srv, "", spec)
+	if s == nil {
+		return r
+	}
+	res := s.Run(ctx, spec)
+	res.Start = r.Start
+	res.Events = append(r.Events, res.Events...)
+	if err := s.Close(); err != nil && res.Error == "" {
+		res.event("close: %v", err)
+	}
+	return res
+}
+
+// dialIn dials from inside a namespace, setting SO_RCVBUF before connect
+// when asked: the window the client advertises is fixed at the handshake.
+func dialIn(ctx context.Context, ns netns.NsHandle, network, addr string, rcvbuf int) (net.Conn, error) {
+	var c net.Conn
+	err := netem.Do(ns, func() error {
+		d := net.Dialer{}
+		if rcvbuf > 0 {
+			d.Control = func(_, _ string, rc syscall.RawConn) error {
+				var serr error
+				err := rc.Control(func(fd uintptr) {
+					serr = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, rcvbuf)
+				})
+				if err != nil {
+					return err
+				}
+				return serr
+			}
+		}
+		var err error
+		c, err = d.DialContext(ctx, network, addr)
+		return err
+	})
+	return c, err
+}
+
+// sessionRef is a statement's reference to a session's thread id.
+var sessionRef = regexp.MustCompile(`\{\{([A-Za-z0-9_-]+)\.id\}\}`)
+
+// Expand replaces {{NAME.id}} with the thread id of session NAME.
+func Expand(stmt string, ids func(name string) (int64, bool)) (string, error) {
+	var missing []string
+	out := sessionRef.ReplaceAllStringFunc(stmt, func(m string) string {
+		name := sessionRef.FindStringSubmatch(m)[1]
+		id, ok := ids(name)
+		if !ok {
+			missing = append(missing, name)
+			return m
+		}
+		return strconv.FormatInt(id, 10)
+	})
+	if len(missing) > 0 {
+		return stmt, fmt.Errorf("%w: %s", ErrNoSession, strings.Join(missing, ", "))
+	}
+	return out, nil
+}
+
+// SessionRefs lists the sessions a statement names.
+func SessionRefs(stmt string) []string {
+	var out []string
+	for _, m := range sessionRef.FindAllStringSubmatch(stmt, -1) {
+		out = append(out, m[1])
+	}
+	return out
+}
+
+func runStatements(ctx context.Context, r *Result, dc driver.Conn, spec Spec) error {
+	for i, s := range spec.SQL {
 		st := Statement{SQL: s, Start: time.Now()}
 		r.event("query %q", s)
-		n, err := query(ctx, q, s)
-		st.End, st.Rows = time.Now(), n
+		var stream *Stream
+		if i == len(spec.SQL)-1 {
+			stream = spec.Stream
+		}
+		n, first, err := query(ctx, r, dc, s, stream)
+		st.End, st.Rows, st.First = time.Now(), n, first
 		if err != nil {
 			st.Error = err.Error()
 		}
@@ -89,25 +224,75 @@ func runStatements(ctx context.Context, r *Result, dc driver.Conn, stmts []strin
 	return nil
 }
 
-// query runs one statement and reads every row of its result.
-func query(ctx context.Context, q driver.QueryerContext, s string) (int, error) {
+// firstRow runs a query and returns its first row.
+func firstRow(ctx context.Context, dc driver.Conn, s string) ([]driver.Value, error) {
+	_, first, err := query(ctx, nil, dc, s, nil)
+	vals := make([]driver.Value, len(first))
+	for i, v := range first {
+		vals[i] = v
+	}
+	return vals, err
+}
+
+// query runs one statement and reads every row of its result, pausing as
+// stream says. It returns the row count and the first row as text.
+func query(ctx context.Context, r *Result, dc driver.Conn, s string, stream *Stream) (int, []string, error) {
+	q, ok := dc.(driver.QueryerContext)
+	if !ok {
+		return 0, nil, errors.New("driver connection cannot run queries")
+	}
 	rows, err := q.QueryContext(ctx, s, nil)
 	if err != nil {
-		return 0, err
+		return 0, nil, err
 	}
 	defer rows.Close()
 	dest := make([]driver.Value, len(rows.Columns()))
 	n := 0
+	var first []string
+	every := 1
+	if stream != nil && stream.Rows > 0 {
+		every = stream.Rows
+	}
 	for {
 		err := rows.Next(dest)
 		if errors.Is(err, io.EOF) {
-			return n, nil
+			return n, first, nil
 		}
 		if err != nil {
-			return n, err
+			return n, first, err
+		}
+		if n == 0 {
+			for _, v := range dest {
+				first = append(first, text(v))
+			}
 		}
 		n++
+		if stream != nil && stream.Pause > 0 && n%every == 0 {
+			if r != nil && n == every {
+				r.event("streaming: pausing %s every %d rows", stream.Pause, every)
+			}
+			t := time.NewTimer(stream.Pause)
+			select {
+			case <-t.C:
+			case <-ctx.Done():
+				t.Stop()
+				return n, first, ctx.Err()
+			}
+		}
 	}
+}
+
+// text renders a driver value as the command-line client would.
+func text(v driver.Value) string {
+	switch x := v.(type) {
+	case nil:
+		return "NULL"
+	case []byte:
+		return string(x)
+	case time.Time:
+		return x.Format("2006-01-02 15:04:05")
+	}
+	return fmt.Sprint(v)
 }
 
 func (r *Result) fail(err error) {

@@ -27,14 +27,17 @@ var ErrInvalidScenario = errors.New("invalid scenario")
 
 // Defaults applied by Load to fields a scenario leaves out.
 const (
-	DefaultLimit         = Duration(120 * time.Second)
-	DefaultSubnet        = "10.89.0.0/24"
-	DefaultFlavor        = "mysql"
-	DefaultEngine        = "process"
-	DefaultPort          = 3306
-	DefaultSampleEvery   = Duration(100 * time.Millisecond)
-	DefaultClientHost    = "client"
-	firstHostAddressByte = 10
+	DefaultLimit       = Duration(120 * time.Second)
+	DefaultSubnet      = "10.89.0.0/24"
+	DefaultFlavor      = "mysql"
+	DefaultEngine      = "process"
+	DefaultPort        = 3306
+	DefaultSampleEvery = Duration(100 * time.Millisecond)
+	// DefaultProcesslistEvery is slower than socket sampling: each sample
+	// is two queries on the server under test.
+	DefaultProcesslistEvery = Duration(200 * time.Millisecond)
+	DefaultClientHost       = "client"
+	firstHostAddressByte    = 10
 )
 
 // maxNodes bounds the walk over a document. Aliases are expanded while
@@ -696,6 +699,9 @@ func (s *Scenario) setDefaults() {
 	}
 	if s.Server.Port == 0 {
 		s.Server.Port = DefaultPort
+	}
+	if pl := s.Observe.Processlist; pl != nil && pl.Every == 0 {
+		pl.Every = DefaultProcesslistEvery
 	}
 	for i := range s.Observe.Sockets {
 		o := &s.Observe.Sockets[i]

@@ -74,6 +74,11 @@ type run struct {
 	steps   map[string]*stepResult
 	samples []capture.Sample
 	counts  []*netem.Counter
+
+	// sessions are the named client connections open across steps.
+	sessions map[string]*client.Session
+	plist    *client.ProcesslistSampler
+	threads  []client.ServerSample
 }
 
 // NewRunID returns a short random run identifier: namespace names carry it
@@ -96,7 +101,8 @@ func Run(ctx context.Context, sc *Scenario, opt Options) (*reports.Scenario, err
 		opt.Log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	}
 	r := &run{sc: sc, opt: opt, id: NewRunID(), rules: map[string]*netem.Rules{}, caps: map[string]*capture.Capture{},
-		pcaps: map[string]string{}, steps: map[string]*stepResult{}, sysctls: map[string]map[string]string{}}
+		pcaps: map[string]string{}, steps: map[string]*stepResult{}, sysctls: map[string]map[string]string{},
+		sessions: map[string]*client.Session{}}
 	r.log = opt.Log.With("scenario", sc.Name, "run", r.id)
 	r.flavor = sc.Server.Flavor
 	if opt.Flavor != "" {
@@ -290,6 +296,13 @@ func (r *run) setup(ctx context.Context, rep *reports.Scenario) error {
 	for _, o := range sc.Observe.Sockets {
 		r.samp = append(r.samp, capture.StartSampler(topo.Hosts[o.Host].NS, o.Host, o.Port, o.Every.D()))
 	}
+	if pl := sc.Observe.Processlist; pl != nil {
+		p, err := client.StartProcesslist(ctx, sh.NS, srv, pl.Every.D())
+		if err != nil {
+			return infra("%w", err)
+		}
+		r.plist = p
+	}
 	return nil
 }
 
@@ -318,6 +331,10 @@ func (r *run) stopObservers() {
 		r.samples = append(r.samples, s.Stop()...)
 	}
 	r.samp = nil
+	if r.plist != nil {
+		r.threads = r.plist.Stop()
+		r.plist = nil
+	}
 	for n, c := range r.caps {
 		if _, err := c.Stop(); err != nil {
 			r.log.Warn("capture stop", "host", n, "err", err)
@@ -345,6 +362,13 @@ func (r *run) teardown() error {
 	}
 	for _, c := range r.caps {
 		c.Stop()
+	}
+	if r.plist != nil {
+		r.plist.Stop()
+	}
+	for name, s := range r.sessions {
+		s.Close()
+		delete(r.sessions, name)
 	}
 	var errs []error
 	if r.srv != nil {

@@ -82,6 +82,16 @@ type Server struct {
 // Observe lists what is sampled during the timeline.
 type Observe struct {
 	Sockets []SocketObservation `yaml:"sockets,omitempty" json:"sockets,omitempty"`
+	// Processlist samples the server's threads (information_schema
+	// PROCESSLIST) and transactions (INNODB_TRX) over an admin connection
+	// from the server's own namespace.
+	Processlist *ProcesslistObservation `yaml:"processlist,omitempty" json:"processlist,omitempty"`
+}
+
+// ProcesslistObservation is the period of processlist sampling.
+type ProcesslistObservation struct {
+	// Every is the sampling period; default 200ms.
+	Every Duration `yaml:"every,omitempty" json:"every,omitempty"`
 }
 
 // SocketObservation samples TCP sockets in a host's namespace via sock_diag.
@@ -122,6 +132,10 @@ type Step struct {
 	// Netem impairs Host's egress on eth0 with the netem qdisc: delay,
 	// jitter, loss. Kernels without sch_netem skip the scenario.
 	Netem *NetemAction `yaml:"netem,omitempty" json:"netem,omitempty"`
+	// Vanish makes Host disappear from the network without a FIN or a RST
+	// (true): every IPv4 packet in or out of its namespace is dropped, while
+	// ARP still answers, so peers keep sending; false brings it back.
+	Vanish *bool `yaml:"vanish,omitempty" json:"vanish,omitempty"`
 }
 
 // NetemAction sets, replaces or removes the netem qdisc on a host's eth0.
@@ -159,6 +173,28 @@ type ClientAction struct {
 	// writeTimeout; 0 means none.
 	ReadTimeout  Duration `yaml:"read_timeout,omitempty" json:"read_timeout,omitempty"`
 	WriteTimeout Duration `yaml:"write_timeout,omitempty" json:"write_timeout,omitempty"`
+	// Session names a connection that stays open across steps (go client
+	// only): the first step that names it connects, later steps reuse it,
+	// and it closes at the end of the timeline or with Close. Statements
+	// may name a session's server thread id as {{NAME.id}}, e.g.
+	// "KILL {{reader.id}}".
+	Session string `yaml:"session,omitempty" json:"session,omitempty"`
+	// Close closes the session after this step's statements.
+	Close bool `yaml:"close,omitempty" json:"close,omitempty"`
+	// Stream reads the last statement's result row by row with pauses, as
+	// an unbuffered cursor in a slow application does (go client only).
+	Stream *Stream `yaml:"stream,omitempty" json:"stream,omitempty"`
+	// RcvBuf sets SO_RCVBUF on the client's socket, in bytes, before it
+	// connects (go client only); 0 leaves the kernel's default.
+	RcvBuf int `yaml:"rcvbuf,omitempty" json:"rcvbuf,omitempty"`
+}
+
+// Stream paces the reading of a result.
+type Stream struct {
+	// Pause is how long the client sleeps after every Rows rows.
+	Pause Duration `yaml:"pause" json:"pause"`
+	// Rows is how many rows are read between pauses; default 1.
+	Rows int `yaml:"rows,omitempty" json:"rows,omitempty"`
 }
 
 // Check compares one observed quantity with the model and the article.
@@ -202,6 +238,9 @@ type Expect struct {
 	Gone  bool     `yaml:"gone,omitempty" json:"gone,omitempty"`
 	// Tolerance overrides the timing tolerance floor.
 	Tolerance Duration `yaml:"tolerance,omitempty" json:"tolerance,omitempty"`
+	// Value is the first column of the first row the step's last
+	// statement returned, as text (query_value checks).
+	Value *string `yaml:"value,omitempty" json:"value,omitempty"`
 }
 
 // Documented is the article's value for a check.

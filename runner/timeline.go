@@ -95,6 +95,87 @@ func (r *run) wait(ctx context.Context, s *Step, done map[string]chan struct{}) 
 	}
 }
 
+// vanishRules drop every IPv4 packet in and out of a host's namespace. ARP
+// is not IP, so the host still answers it and its peers keep sending: the
+// host is gone without a FIN, a RST or an unreachable neighbour.
+var vanishRules = []string{"-A INPUT -j DROP", "-A OUTPUT -j DROP"}
+
+func (r *run) vanish(s *Step, gone bool) error {
+	for _, txt := range vanishRules {
+		if !gone {
+			txt = "-D" + strings.TrimPrefix(txt, "-A")
+		}
+		rule, err := netem.ParseRule(txt)
+		if err != nil {
+			return err
+		}
+		if _, err := r.rules[s.Host].Apply(rule, s.Name); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// runClient runs a client step: alone, or on a named session that stays
+// open across steps.
+func (r *run) runClient(ctx context.Context, s *Step, h *netem.Host) *client.Result {
+	c := s.Client
+	spec := client.Spec{Kind: c.Kind, Host: s.Host, Database: c.Database,
+		ConnectTimeout: c.ConnectTimeout.D(), ReadTimeout: c.ReadTimeout.D(), WriteTimeout: c.WriteTimeout.D(), RcvBuf: c.RcvBuf}
+	if c.Stream != nil {
+		spec.Stream = &client.Stream{Pause: c.Stream.Pause.D(), Rows: c.Stream.Rows}
+	}
+	started := time.Now()
+	for _, stmt := range c.SQL {
+		x, err := client.Expand(stmt, r.sessionID)
+		if err != nil {
+			res := &client.Result{Kind: c.Kind, Start: started, End: time.Now()}
+			res.Error = err.Error()
+			return res
+		}
+		spec.SQL = append(spec.SQL, x)
+	}
+	if c.Session == "" {
+		return client.Run(ctx, h.NS, r.srv, spec, r.j)
+	}
+	r.mu.Lock()
+	sess := r.sessions[c.Session]
+	r.mu.Unlock()
+	var opened *client.Result
+	if sess == nil {
+		sess, opened = client.Open(ctx, h.NS, r.srv, c.Session, spec)
+		if sess == nil {
+			return opened
+		}
+		r.mu.Lock()
+		r.sessions[c.Session] = sess
+		r.mu.Unlock()
+	}
+	res := sess.Run(ctx, spec)
+	if opened != nil {
+		res.Start = opened.Start
+		res.Events = append(opened.Events, res.Events...)
+	}
+	if c.Close {
+		sess.Close()
+		r.mu.Lock()
+		delete(r.sessions, c.Session)
+		r.mu.Unlock()
+	}
+	return res
+}
+
+// sessionID is the server thread id of an open session.
+func (r *run) sessionID(name string) (int64, bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	s, ok := r.sessions[name]
+	if !ok {
+		return 0, false
+	}
+	return s.ID, true
+}
+
 // do performs one step's action.
 func (r *run) do(ctx context.Context, s *Step) *stepResult {
 	res := &stepResult{step: s, start: time.Now()}
@@ -130,10 +211,10 @@ func (r *run) do(ctx context.Context, s *Step) *stepResult {
 		case <-ctx.Done():
 			t.Stop()
 		}
+	case s.Vanish != nil:
+		res.err = r.vanish(s, *s.Vanish)
 	case s.Client != nil:
-		c := s.Client
-		res.client = client.Run(ctx, h.NS, r.srv, client.Spec{Kind: c.Kind, Host: s.Host, SQL: c.SQL, Database: c.Database,
-			ConnectTimeout: c.ConnectTimeout.D(), ReadTimeout: c.ReadTimeout.D(), WriteTimeout: c.WriteTimeout.D()}, r.j)
+		res.client = r.runClient(ctx, s, h)
 		res.start = res.client.Start
 	}
 	res.end = time.Now()

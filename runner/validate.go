@@ -9,6 +9,7 @@ import (
 	"time"
 	"unicode"
 
+	"github.com/labrun/labrun/client"
 	"github.com/labrun/labrun/netem"
 )
 
@@ -23,6 +24,9 @@ var CheckTypes = map[string]bool{
 	"client_error":       true,
 	"socket_state":       true,
 	"iptables_counter":   true,
+	"thread_state":       true,
+	"trx_state":          true,
+	"query_value":        true,
 }
 
 // The other closed sets of values. The schema takes its enums from these
@@ -105,8 +109,38 @@ func (s *Scenario) validate() []Problem {
 		c.port(path+".port", o.Port)
 	}
 	c.timeline()
+	c.sessions()
 	c.checks()
 	return c.ps
+}
+
+// sessions checks that a named session stays on one host and that every
+// {{NAME.id}} names a session some step opens.
+func (c *checker) sessions() {
+	hosts := map[string]string{}
+	for i, st := range c.s.Timeline {
+		if st == nil || st.Client == nil || st.Client.Session == "" {
+			continue
+		}
+		name := st.Client.Session
+		if h, ok := hosts[name]; ok && h != st.Host {
+			c.add(fmt.Sprintf("timeline[%d].host", i), "session %q is on host %s, not %s", name, h, st.Host)
+		} else if !ok {
+			hosts[name] = st.Host
+		}
+	}
+	for i, st := range c.s.Timeline {
+		if st == nil || st.Client == nil {
+			continue
+		}
+		for j, stmt := range st.Client.SQL {
+			for _, ref := range client.SessionRefs(stmt) {
+				if _, ok := hosts[ref]; !ok {
+					c.add(fmt.Sprintf("timeline[%d].client.sql[%d]", i, j), "{{%s.id}} names no session (no step has session: %s)", ref, ref)
+				}
+			}
+		}
+	}
 }
 
 func (c *checker) hosts() {
@@ -257,6 +291,9 @@ func (c *checker) timeline() {
 		if st.Sleep != nil {
 			actions = append(actions, "sleep")
 		}
+		if st.Vanish != nil {
+			actions = append(actions, "vanish")
+		}
 		if st.Netem != nil {
 			actions = append(actions, "netem")
 			n := st.Netem
@@ -276,7 +313,7 @@ func (c *checker) timeline() {
 		}
 		switch len(actions) {
 		case 0:
-			c.add(path, "missing action: want one of iptables, sysctl, client, sleep, netem")
+			c.add(path, "missing action: want one of iptables, sysctl, client, sleep, netem, vanish")
 		case 1:
 		default:
 			c.add(path, "more than one action (%s): want exactly one", strings.Join(actions, ", "))
@@ -363,6 +400,30 @@ func (c *checker) client(path string, ca *ClientAction) {
 		if ca.WriteTimeout != 0 {
 			c.add(path+".write_timeout", "only for kind go")
 		}
+		if ca.Session != "" {
+			c.add(path+".session", "only for kind go")
+		}
+		if ca.Stream != nil {
+			c.add(path+".stream", "only for kind go")
+		}
+		if ca.RcvBuf != 0 {
+			c.add(path+".rcvbuf", "only for kind go")
+		}
+	}
+	if ca.Close && ca.Session == "" {
+		c.add(path+".close", "only with session")
+	}
+	if ca.Session != "" && !hostName.MatchString(ca.Session) {
+		c.add(path+".session", "bad session name %q: lowercase letters, digits, - and _", ca.Session)
+	}
+	if ca.Stream != nil && ca.Stream.Pause <= 0 {
+		c.add(path+".stream.pause", "want a positive duration")
+	}
+	if ca.Stream != nil && ca.Stream.Rows < 0 {
+		c.add(path+".stream.rows", "want 1 or more")
+	}
+	if ca.RcvBuf < 0 {
+		c.add(path+".rcvbuf", "want 0 or more bytes")
 	}
 }
 
@@ -553,7 +614,7 @@ func (c *checker) checks() {
 			switch st, ok := steps[ck.Step]; {
 			case !ok:
 				c.add(path+".step", "no step named %q", ck.Step)
-			case st.Client == nil:
+			case st.Client == nil && ck.Type != "iptables_counter":
 				c.add(path+".step", "step %q is not a client step", ck.Step)
 			}
 		}
@@ -572,7 +633,9 @@ func (c *checker) checks() {
 			if e.Model != "" && !expectModels[e.Model] {
 				c.add(path+".expect.model", "unknown model %q (want %s)", e.Model, oneOfText(expectModels))
 			}
-			if e.State != "" && !tcpStates[e.State] {
+			// thread_state and trx_state take the server's own words
+			// ("Sending to client", "LOCK WAIT"); socket_state takes TCP's.
+			if e.State != "" && ck.Type == "socket_state" && !tcpStates[e.State] {
 				c.add(path+".expect.state", "unknown TCP state %q (known: %s)", e.State, strings.Join(sortedNames(tcpStates), ", "))
 			}
 		}
