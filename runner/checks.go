@@ -73,6 +73,12 @@ func (r *run) analyze(rep *reports.Scenario) {
 	if len(r.counts) > 0 {
 		rep.Iptables = r.counts
 	}
+	if len(r.threads) > 0 {
+		p := filepath.Join(r.art, "server-threads.json")
+		if b, err := json.MarshalIndent(r.threads, "", " "); err == nil && os.WriteFile(p, b, 0o644) == nil {
+			rep.Artifacts.Logs = append(rep.Artifacts.Logs, p)
+		}
+	}
 	if len(r.samples) > 0 {
 		p := filepath.Join(r.art, "sockets.json")
 		if b, err := json.MarshalIndent(r.samples, "", " "); err == nil && os.WriteFile(p, b, 0o644) == nil {
@@ -157,7 +163,17 @@ func (e *evalEnv) flow(c *Check, res *stepResult, prefer string, out *reports.Ch
 	sh := e.r.topo.Hosts[e.r.sc.Server.Host].Address
 	srv := netip.AddrPortFrom(sh, uint16(e.r.sc.Server.Port))
 	from, to := res.start.Add(-100*time.Millisecond), res.end.Add(500*time.Millisecond)
-	for _, f := range a.Flows(cl, srv) {
+	flows := a.Flows(cl, srv)
+	// A connection whose address is known (a go client, a session opened
+	// by an earlier step) is found by it; otherwise by when it started.
+	if local := res.client.Local; local != "" {
+		for _, f := range flows {
+			if f.Client.String() == local && len(f.Packets) > 0 {
+				return f, host, true
+			}
+		}
+	}
+	for _, f := range flows {
 		if len(f.Packets) == 0 {
 			continue
 		}

@@ -610,6 +610,24 @@ func (c *checker) checks() {
 		case !CheckTypes[ck.Type]:
 			c.add(path+".type", "unknown check type %q (known: %s)", ck.Type, strings.Join(sortedNames(CheckTypes), ", "))
 		}
+		// Some types cannot run without their expectation or their samples;
+		// say so now rather than after a minute of timeline.
+		switch ck.Type {
+		case "socket_state", "thread_state", "trx_state":
+			if ck.Expect == nil || ck.Expect.State == "" {
+				c.add(path+".expect.state", "required for %s", ck.Type)
+			}
+		case "query_value":
+			if ck.Expect == nil || ck.Expect.Value == nil {
+				c.add(path+".expect.value", "required for query_value")
+			}
+		}
+		if (ck.Type == "thread_state" || ck.Type == "trx_state") && c.s.Observe.Processlist == nil {
+			c.add(path+".type", "%s needs observe.processlist", ck.Type)
+		}
+		if ck.Step == "" && CheckTypes[ck.Type] && ck.Type != "iptables_counter" {
+			c.add(path+".step", "required for %s", ck.Type)
+		}
 		if ck.Step != "" {
 			switch st, ok := steps[ck.Step]; {
 			case !ok:
