@@ -286,33 +286,43 @@ func checkSYN(e *evalEnv, c *Check, out *reports.Check) {
 	e.finding(c, out, len(syns)-1)
 }
 
+// checkData follows the data segment that is never acknowledged: the
+// client's, or the server's when the check's host is the server's (a result
+// sent to a client that has vanished). The model takes the sender's
+// sysctls.
 func checkData(e *evalEnv, c *Check, out *reports.Check) {
 	res, f, host, ok := e.stepFlow(c, out, false)
 	if !ok {
 		return
 	}
-	rtx := f.DataRetransmits(f.Client)
+	from, fromHost := e.sender(c, res, f)
+	model := tcpmodel.Data(e.r.sysctls[fromHost], 0)
+	rtx := f.DataRetransmits(from)
 	if len(rtx) == 0 {
-		e.ladder(c, tcpmodel.Data(e.r.sysctls[res.step.Host], 0), nil, out)
+		e.ladder(c, model, nil, out)
 		return
 	}
 	// The ladder starts at the segment's first transmission.
-	var orig *capture.Packet
+	pkts := rtx
 	for i := range f.Packets {
 		p := f.Packets[i]
-		if p.Src == f.Client && p.Seq == rtx[0].Seq && p.Payload > 0 && !p.Retransmission {
-			orig = &f.Packets[i]
+		if p.Src == from && p.Seq == rtx[0].Seq && p.Payload > 0 && !p.Retransmission {
+			pkts = append([]capture.Packet{p}, rtx...)
 			break
 		}
 	}
-	pkts := rtx
-	if orig != nil {
-		pkts = append([]capture.Packet{*orig}, rtx...)
-	}
-	model := tcpmodel.Data(e.r.sysctls[res.step.Host], 0)
 	e.ladder(c, model, intervals(pkts), out)
 	out.Evidence = e.evidence(host, pkts, "data")
 	e.finding(c, out, len(rtx))
+}
+
+// sender is the side whose retransmissions or probes a check counts: the
+// server when the check names the server's host, else the client.
+func (e *evalEnv) sender(c *Check, res *stepResult, f *capture.Flow) (netip.AddrPort, string) {
+	if c.Host != "" && c.Host == e.r.sc.Server.Host {
+		return f.Server, e.r.sc.Server.Host
+	}
+	return f.Client, res.step.Host
 }
 
 func checkKeepalive(e *evalEnv, c *Check, out *reports.Check) {
@@ -320,12 +330,7 @@ func checkKeepalive(e *evalEnv, c *Check, out *reports.Check) {
 	if !ok {
 		return
 	}
-	// The probing side is the check's host when it is the server's, else the
-	// client.
-	from, fromHost := f.Client, res.step.Host
-	if c.Host == e.r.sc.Server.Host {
-		from, fromHost = f.Server, e.r.sc.Server.Host
-	}
+	from, fromHost := e.sender(c, res, f)
 	probes := f.KeepAlives(from)
 	model := tcpmodel.Keepalive(e.r.sysctls[fromHost])
 	// keepalive_time counts from the last segment the prober received and
@@ -438,7 +443,9 @@ func checkClientError(e *evalEnv, c *Check, out *reports.Check) {
 	out.Passed = len(bad) == 0
 	out.Message = strings.Join(bad, "; ")
 	if c.Documented != nil && out.Passed {
-		if s, ok := c.Documented.Value.(string); ok && cr.Error != "" && !strings.Contains(s, fmt.Sprintf("%d", cr.Code)) {
+		// Only an error line the article printed can differ from the
+		// client's; prose about the error is context, not a figure.
+		if s, ok := c.Documented.Value.(string); ok && strings.HasPrefix(s, "ERROR ") && cr.Error != "" && !strings.Contains(s, fmt.Sprintf("%d", cr.Code)) {
 			out.Finding = fmt.Sprintf("the article's client said %q; this %s client said %q", s, cr.Kind, cr.Error)
 		}
 	}

@@ -80,6 +80,6 @@ func newRootCmd() *cobra.Command {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(newRunCmd(), newCleanupCmd(), newDoctorCmd(), newImagesCmd(), newValidateCmd(), newSchemaCmd())
+	root.AddCommand(newRunCmd(), newPlanCmd(), newCleanupCmd(), newDoctorCmd(), newImagesCmd(), newValidateCmd(), newSchemaCmd())
 	return root
 }
