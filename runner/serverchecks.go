@@ -84,16 +84,22 @@ func threadOf(res *stepResult, th client.Thread) bool {
 	return res.client.Local != "" && th.Host == res.client.Local
 }
 
+// sampledStep is the client step of a check that reads processlist samples.
+func (e *evalEnv) sampledStep(c *Check, out *reports.Check) (*stepResult, bool) {
+	res, ok := e.clientStep(c, out)
+	if ok && len(e.r.threads) == 0 {
+		out.Message = "no processlist samples: add observe.processlist"
+		return nil, false
+	}
+	return res, ok
+}
+
 // checkThreadState follows the step's server thread in the processlist:
 // expect.state is matched against State ("Sending to client", "Waiting
 // for table flush") or, for an idle thread, Command ("Sleep").
 func checkThreadState(e *evalEnv, c *Check, out *reports.Check) {
-	res, ok := e.clientStep(c, out)
+	res, ok := e.sampledStep(c, out)
 	if !ok {
-		return
-	}
-	if len(e.r.threads) == 0 {
-		out.Message = "no processlist samples: add observe.processlist"
 		return
 	}
 	var sp span
@@ -120,12 +126,8 @@ func checkThreadState(e *evalEnv, c *Check, out *reports.Check) {
 // INNODB_TRX (RUNNING, LOCK WAIT, ...); gone means it ended: committed,
 // rolled back, or its session was closed.
 func checkTrxState(e *evalEnv, c *Check, out *reports.Check) {
-	res, ok := e.clientStep(c, out)
+	res, ok := e.sampledStep(c, out)
 	if !ok {
-		return
-	}
-	if len(e.r.threads) == 0 {
-		out.Message = "no processlist samples: add observe.processlist"
 		return
 	}
 	id := res.client.ConnID
