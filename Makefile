@@ -20,11 +20,14 @@ lab: setup build
 	$(BIN) run scenarios/ --skip-tag long -j $(JOBS) --report-dir $(REPORT) --junit $(REPORT)/junit.xml --html $(REPORT)/report.html $(ARGS)
 
 # Every test tier: unit, namespace (root) and end to end (root and both
-# server flavors). -p 1: the end-to-end tier compares the whole host before
-# and after each run, so no other package may create namespaces or servers
-# meanwhile.
+# server flavors, on the process and the container engine). -p 1: the
+# end-to-end tier compares the whole host before and after each run, so no
+# other package may create namespaces or servers meanwhile. setup.sh
+# --docker installs docker.io and starts dockerd if it is not running; the
+# container engine's images are imported from the root filesystems.
 test: setup build
-	$(BIN) images build $(FLAVORS)
+	scripts/setup.sh --docker
+	$(BIN) images build $(FLAVORS) --docker
 	LABRUN_BUILD_IMAGES=1 LABRUN_BIN=$(CURDIR)/$(BIN) $(GO) test -p 1 -count=1 -timeout 60m ./... 2>&1 | tee test.log; exit $${PIPESTATUS[0]}
 
 setup:

@@ -27,7 +27,7 @@ const (
 	KindProcess   = "process"   // PID and StartTime identify one process
 	KindDir       = "dir"       // Path: a directory removed recursively
 	KindMount     = "mount"     // Path: a mount point unmounted lazily
-	KindContainer = "container" // Name: a container removed by its engine
+	KindContainer = "container" // Name: a Docker container, removed with its anonymous volumes
 )
 
 // Entry is one created resource.

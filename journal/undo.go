@@ -53,7 +53,9 @@ func Undo(e Entry) error {
 		}
 		return nil
 	case KindContainer:
-		return fmt.Errorf("container %s: %w", e.Name, errors.ErrUnsupported)
+		// Through the engine's API, not the container library: cleanup
+		// runs long after the run that made it, and force also kills it.
+		return removeContainer(e.Name)
 	}
 	return fmt.Errorf("unknown resource kind %q", e.Kind)
 }
@@ -69,6 +71,8 @@ func Exists(e Entry) bool {
 	case KindDir, KindMount:
 		_, err := os.Stat(e.Path)
 		return err == nil
+	case KindContainer:
+		return containerExists(e.Name)
 	}
 	return false
 }

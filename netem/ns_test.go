@@ -53,6 +53,13 @@ type lab struct {
 // parallel.
 func up(t *testing.T, hosts ...string) *lab {
 	t.Helper()
+	return upSpec(t, nil, hosts...)
+}
+
+// upSpec is up with a last change to the spec before Up, e.g. a host with
+// an existing namespace.
+func upSpec(t *testing.T, edit func(*netem.Spec), hosts ...string) *lab {
+	t.Helper()
 	needRoot(t)
 	oldRoot := journal.Root
 	journal.Root = filepath.Join(t.TempDir(), "runs")
@@ -70,6 +77,9 @@ func up(t *testing.T, hosts ...string) *lab {
 	for _, h := range hosts {
 		spec.Hosts = append(spec.Hosts, netem.HostSpec{Name: h, Address: addr})
 		addr = addr.Next()
+	}
+	if edit != nil {
+		edit(&spec)
 	}
 	j, err := journal.Create(spec.RunID)
 	if err != nil {

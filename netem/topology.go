@@ -14,6 +14,7 @@ import (
 	"github.com/labrun/labrun/journal"
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
+	"golang.org/x/sys/unix"
 )
 
 // Iface is the name of every host's lab interface, so that rules written
@@ -24,6 +25,13 @@ const Iface = "eth0"
 type HostSpec struct {
 	Name    string
 	Address netip.Addr
+	// NSPath, if set, is an existing network namespace to use for this host
+	// instead of a new one, e.g. "/proc/PID/ns/net" of a container's first
+	// process. The topology names it "lr-<run>-<host>" like any other host
+	// (a bind mount under /run/netns) and plugs eth0 into it; Down removes
+	// that name and the link, but the namespace itself lives until its owner
+	// ends (the container's removal).
+	NSPath string
 }
 
 // Spec is a run's lab network: one /24 shared by all hosts through a bridge
@@ -41,6 +49,9 @@ type Host struct {
 	NS      netns.NsHandle
 	Address netip.Addr
 	Prefix  netip.Prefix
+	// Adopted is true for a namespace the topology did not create (see
+	// HostSpec.NSPath).
+	Adopted bool
 }
 
 // Topology is a run's network, up.
@@ -49,6 +60,10 @@ type Topology struct {
 	Hosts map[string]*Host
 	hub   *Host
 	j     *journal.Journal
+	// subnet is the lab network's prefix; links counts the veth pairs made,
+	// so that a host plugged late gets the next hub port name.
+	subnet netip.Prefix
+	links  int
 }
 
 // NSName is the namespace name of a run's host: "lr-<run>-<host>".
@@ -61,7 +76,7 @@ func IsRunNamespace(name string) bool { return strings.HasPrefix(name, "lr-") }
 // namespace is recorded in the journal as soon as it exists; on error the
 // caller tears down through the journal.
 func Up(spec Spec, j *journal.Journal) (*Topology, error) {
-	t := &Topology{RunID: spec.RunID, Hosts: map[string]*Host{}, j: j}
+	t := &Topology{RunID: spec.RunID, Hosts: map[string]*Host{}, j: j, subnet: spec.Subnet}
 	hub, err := t.newNS("hub")
 	if err != nil {
 		return t, err
@@ -85,18 +100,92 @@ func Up(spec Spec, j *journal.Journal) (*Topology, error) {
 	if err := hh.LinkSetUp(br); err != nil {
 		return t, fmt.Errorf("hub bridge up: %w", err)
 	}
-	for i, hs := range spec.Hosts {
-		h, err := t.newNS(hs.Name)
-		if err != nil {
+	for _, hs := range spec.Hosts {
+		if _, err := t.addHost(hh, br, hs); err != nil {
 			return t, err
-		}
-		h.Address = hs.Address
-		h.Prefix = netip.PrefixFrom(hs.Address, spec.Subnet.Bits())
-		if err := t.plug(hh, br, h, i); err != nil {
-			return t, fmt.Errorf("host %s: %w", hs.Name, err)
 		}
 	}
 	return t, nil
+}
+
+// Plug adds a host to a topology that is already up: the way in for a
+// namespace that exists only once the hosts around it do, such as a
+// container's (HostSpec.NSPath). On error the caller tears down through the
+// journal, as after Up.
+func (t *Topology) Plug(hs HostSpec) (*Host, error) {
+	if t.hub == nil {
+		return nil, fmt.Errorf("host %s: the topology is not up", hs.Name)
+	}
+	if _, ok := t.Hosts[hs.Name]; ok {
+		return nil, fmt.Errorf("host %s: already in the topology", hs.Name)
+	}
+	hh, err := netlink.NewHandleAt(t.hub.NS)
+	if err != nil {
+		return nil, fmt.Errorf("hub netlink handle: %w", err)
+	}
+	defer hh.Close()
+	l, err := hh.LinkByName("br0")
+	if err != nil {
+		return nil, fmt.Errorf("hub bridge: %w", err)
+	}
+	br, ok := l.(*netlink.Bridge)
+	if !ok {
+		return nil, fmt.Errorf("hub bridge: br0 is a %s, not a bridge", l.Type())
+	}
+	return t.addHost(hh, br, hs)
+}
+
+// addHost creates or adopts the host's namespace and plugs it into the
+// bridge.
+func (t *Topology) addHost(hh *netlink.Handle, br *netlink.Bridge, hs HostSpec) (*Host, error) {
+	var h *Host
+	var err error
+	if hs.NSPath != "" {
+		h, err = t.adoptNS(hs.Name, hs.NSPath)
+	} else {
+		h, err = t.newNS(hs.Name)
+	}
+	if err != nil {
+		return nil, err
+	}
+	h.Address = hs.Address
+	h.Prefix = netip.PrefixFrom(hs.Address, t.subnet.Bits())
+	i := t.links
+	t.links++
+	if err := t.plug(hh, br, h, i); err != nil {
+		return nil, fmt.Errorf("host %s: %w", hs.Name, err)
+	}
+	return h, nil
+}
+
+// adoptNS gives an existing namespace the run's name for the host: a bind
+// mount of path under /run/netns, recorded in the journal before it is
+// made, so that `labrun cleanup` removes the name whatever happens. Tools
+// such as `ip netns exec lr-<run>-<host>` then work on it as on any host.
+func (t *Topology) adoptNS(host, path string) (*Host, error) {
+	name := NSName(t.RunID, host)
+	target := filepath.Join(netnsDir, name)
+	if err := t.j.Add(journal.Entry{Kind: journal.KindNetns, Name: name}); err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll(netnsDir, 0o755); err != nil {
+		return nil, fmt.Errorf("adopt namespace %s: %w", path, err)
+	}
+	f, err := os.OpenFile(target, os.O_RDONLY|os.O_CREATE|os.O_EXCL, 0o444)
+	if err != nil {
+		return nil, fmt.Errorf("adopt namespace %s: %w", path, err)
+	}
+	f.Close()
+	if err := unix.Mount(path, target, "none", unix.MS_BIND, ""); err != nil {
+		return nil, fmt.Errorf("adopt namespace %s as %s: %w", path, name, err)
+	}
+	ns, err := netns.GetFromName(name)
+	if err != nil {
+		return nil, fmt.Errorf("open namespace %s: %w", name, err)
+	}
+	h := &Host{Name: host, NSName: name, NS: ns, Adopted: true}
+	t.Hosts[host] = h
+	return h, nil
 }
 
 // newNS creates a named namespace on a throwaway thread and records it.
@@ -188,8 +277,10 @@ func linkUp(h *netlink.Handle, name string) error {
 }
 
 // Down closes the handles and deletes the namespaces, hosts first. Deleting a
-// namespace destroys its interfaces, and a veth dies with either end. It is
-// idempotent.
+// namespace destroys its interfaces, and a veth dies with either end. An
+// adopted namespace only loses its name here: the hub's end of its link
+// dies with the hub, which takes eth0 with it, and the namespace ends with
+// its owner. It is idempotent.
 func (t *Topology) Down() error {
 	var errs []error
 	names := make([]string, 0, len(t.Hosts))
@@ -205,6 +296,14 @@ func (t *Topology) Down() error {
 		hosts = append(hosts, t.hub)
 	}
 	for _, h := range hosts {
+		if h.Adopted && h.NS.IsOpen() {
+			// The namespace outlives the run if its owner does, and a
+			// namespace dies asynchronously: removing the link now keeps a
+			// live container from holding the lab interface meanwhile.
+			if err := delLink(h.NS, Iface); err != nil {
+				errs = append(errs, fmt.Errorf("host %s: %w", h.Name, err))
+			}
+		}
 		if h.NS.IsOpen() {
 			h.NS.Close()
 			h.NS = netns.None()
@@ -221,9 +320,34 @@ func (t *Topology) Down() error {
 	return errors.Join(errs...)
 }
 
+// netnsDir is where named network namespaces are bind-mounted, as by
+// `ip netns add` and netns.NewNamed.
+const netnsDir = "/run/netns"
+
+// delLink deletes a link in ns; a link already gone counts as deleted.
+func delLink(ns netns.NsHandle, name string) error {
+	nh, err := netlink.NewHandleAt(ns)
+	if err != nil {
+		return fmt.Errorf("netlink handle: %w", err)
+	}
+	defer nh.Close()
+	l, err := nh.LinkByName(name)
+	if err != nil {
+		var nf netlink.LinkNotFoundError
+		if errors.As(err, &nf) {
+			return nil
+		}
+		return fmt.Errorf("find %s: %w", name, err)
+	}
+	if err := nh.LinkDel(l); err != nil && !errors.Is(err, unix.ENODEV) {
+		return fmt.Errorf("delete %s: %w", name, err)
+	}
+	return nil
+}
+
 // Namespaces lists the labrun namespaces present under /run/netns.
 func Namespaces() ([]string, error) {
-	ents, err := os.ReadDir("/run/netns")
+	ents, err := os.ReadDir(netnsDir)
 	if errors.Is(err, os.ErrNotExist) {
 		return nil, nil
 	}

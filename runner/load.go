@@ -18,6 +18,8 @@ import (
 	"unicode"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/labrun/labrun/server"
 )
 
 // ErrInvalidScenario is matched (errors.Is) by every *ValidationError, so
@@ -691,11 +693,31 @@ func (s *Scenario) setDefaults() {
 			s.Hosts[name] = &Host{}
 		}
 	}
-	if s.Server.Flavor == "" {
+	// An image says its flavor in its name (mysql:8.4) and runs in a
+	// container; a name that says nothing leaves the flavor empty, for
+	// validate to ask for it.
+	if s.Server.Flavor == "" && s.Server.Image != "" {
+		s.Server.Flavor = server.FlavorOfImage(s.Server.Image)
+	} else if s.Server.Flavor == "" {
 		s.Server.Flavor = DefaultFlavor
 	}
-	if s.Server.Engine == "" {
+	if s.Server.Engine == "" && s.Server.Image != "" {
+		s.Server.Engine = server.EngineContainer
+	} else if s.Server.Engine == "" {
 		s.Server.Engine = DefaultEngine
+	}
+	for i := range s.Servers {
+		v := &s.Servers[i]
+		if v.Flavor == "" && v.Image != "" {
+			v.Flavor = server.FlavorOfImage(v.Image)
+		} else if v.Flavor == "" {
+			v.Flavor = s.Server.Flavor
+		}
+		if v.Engine == "" && v.Image != "" {
+			v.Engine = server.EngineContainer
+		} else if v.Engine == "" {
+			v.Engine = s.Server.Engine
+		}
 	}
 	if s.Server.Port == 0 {
 		s.Server.Port = DefaultPort

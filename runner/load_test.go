@@ -56,7 +56,7 @@ func TestLoadInvalid(t *testing.T) {
 		{"invalid-two-actions.yaml", `7: timeline[0]: more than one action (iptables, client): want exactly one`},
 		{"invalid-duplicate-step.yaml", `10: timeline[1].name: duplicate step name "connect" (first at line 7)`},
 		{"invalid-bad-sysctl.yaml", `4: hosts.client.sysctls[kernel.pid_max]: bad sysctl key "kernel.pid_max": only per-namespace keys under net. are accepted`},
-		{"invalid-unknown-check-type.yaml", `12: checks[0].type: unknown check type "syn_retransmit" (known: client_error, data_retransmits, iptables_counter, keepalive_probes, query_value, socket_state, syn_retransmits, synack_retransmits, thread_state, trx_state)`},
+		{"invalid-unknown-check-type.yaml", `12: checks[0].type: unknown check type "syn_retransmit" (known: client_error, data_retransmits, ends_after, iptables_counter, keepalive_probes, query_value, socket_state, syn_retransmits, synack_retransmits, thread_state, trx_state, write_timeout, zero_window)`},
 		{"invalid-duplicate-key.yaml", `9: timeline[0].at: duplicate key (first at line 8)`},
 		{"invalid-at-and-after.yaml", `11: timeline[1]: at and after are mutually exclusive
 15: timeline[2]: missing start: want at or after`},
@@ -70,8 +70,13 @@ func TestLoadInvalid(t *testing.T) {
 21: checks[1].flavors[1]: unknown flavor "percona" (want mariadb or mysql)`},
 		{"invalid-server.yaml", `5: server.host: unknown host "db" (hosts: client, server)
 6: server.flavor: unknown flavor "oracle" (want mariadb or mysql)
-7: server.engine: unknown engine "docker" (want process)
+7: server.engine: unknown engine "docker" (want container or process)
 8: server.port: bad port 70000: want 1 to 65535`},
+		{"invalid-servers.yaml", `6: server.image: bad image "Not An Image": want a Docker image reference such as mysql:8.4
+9: servers[1]: server mariadb/process listed twice (first at servers[0])
+10: servers[2].image: cannot tell the flavor of image "percona:8.0" from its name: write flavor (want mariadb or mysql)
+11: servers[3].image: an image needs engine container, not process
+12: servers[4].variables["a b"]: bad variable name "a b": want letters, digits, '_' and '-'`},
 		{"invalid-network.yaml", `2: network.subnet: bad subnet "10.89.0.0/16": want an IPv4 /24 such as 10.89.0.0/24`},
 		{"invalid-addresses.yaml", `3: hosts.client.address: address 10.89.1.10 is outside the subnet 10.89.0.0/24
 5: hosts.server.address: address 10.89.0.20 is already used by host other`},
@@ -92,7 +97,7 @@ func TestLoadInvalid(t *testing.T) {
 18: timeline[2].name: duplicate step name "connect" (first at line 14)
 18: timeline[2]: missing action: want one of iptables, sysctl, client, sleep, netem, vanish
 19: timeline[2].after: no step named "nothing"
-22: checks[0].type: unknown check type "magic" (known: client_error, data_retransmits, iptables_counter, keepalive_probes, query_value, socket_state, syn_retransmits, synack_retransmits, thread_state, trx_state)`,
+22: checks[0].type: unknown check type "magic" (known: client_error, data_retransmits, ends_after, iptables_counter, keepalive_probes, query_value, socket_state, syn_retransmits, synack_retransmits, thread_state, trx_state, write_timeout, zero_window)`,
 		},
 	}
 	tested := map[string]bool{}

@@ -22,6 +22,7 @@ import (
 	"github.com/labrun/labrun/reports"
 	"github.com/labrun/labrun/server"
 	"github.com/labrun/labrun/tcpmodel"
+	"github.com/vishvananda/netns"
 )
 
 // Sentinel errors that decide the exit code.
@@ -67,6 +68,9 @@ type run struct {
 	samp   []*capture.Sampler
 	art    string
 	flavor string
+	// engine and image are the server's: image is the container engine's
+	// image when the scenario names one.
+	engine, image string
 
 	sysctls map[string]map[string]string
 	t0      time.Time
@@ -104,14 +108,21 @@ func Run(ctx context.Context, sc *Scenario, opt Options) (*reports.Scenario, err
 		pcaps: map[string]string{}, steps: map[string]*stepResult{}, sysctls: map[string]map[string]string{},
 		sessions: map[string]*client.Session{}}
 	r.log = opt.Log.With("scenario", sc.Name, "run", r.id)
-	r.flavor = sc.Server.Flavor
-	if opt.Flavor != "" {
-		r.flavor = opt.Flavor
+	r.flavor, r.engine, r.image = sc.Server.Flavor, sc.Server.Engine, sc.Server.Image
+	if opt.Flavor != "" && opt.Flavor != r.flavor {
+		// The scenario's image is of its own flavor.
+		r.flavor, r.image = opt.Flavor, ""
+	}
+	if opt.Engine != "" && opt.Engine != r.engine {
+		r.engine, r.image = opt.Engine, ""
+	}
+	if r.engine == "" {
+		r.engine = server.EngineProcess
 	}
 	rep := &reports.Scenario{Name: sc.Name, File: sc.File, Tags: sc.Tags, Source: sc.Source.Map(),
 		Environment: reports.Environment{Kernel: kernelRelease(), Sysctls: r.sysctls, Hosts: map[string]string{}},
 		Checks:      []*reports.Check{}, Artifacts: reports.Artifacts{Pcap: []string{}}}
-	rep.Environment.Server = reports.ServerInfo{Flavor: r.flavor, Engine: sc.Server.Engine}
+	rep.Environment.Server = reports.ServerInfo{Flavor: r.flavor, Engine: r.engine, Image: r.image}
 	started := time.Now()
 	// A kernel without sch_netem cannot run the scenario at all: it is
 	// skipped before anything is created, and the reason says why.
@@ -216,11 +227,14 @@ func (s *Scenario) hostNames() []string {
 
 func (r *run) setup(ctx context.Context, rep *reports.Scenario) error {
 	sc := r.sc
-	img, err := server.Find(r.flavor)
-	if err != nil {
+	// The local image and the CLI client come from the flavor's root
+	// filesystem; an image from a registry needs it only for the cli client.
+	if img, err := server.Find(r.flavor); err == nil {
+		rep.Environment.Server.Version = img.Version
+	} else if r.engine == server.EngineProcess || r.image == "" {
 		return infra("server %s: %w", r.flavor, err)
 	}
-	rep.Environment.Server.Version = img.Version
+	container := r.engine == server.EngineContainer
 	j, err := journal.Create(r.id)
 	if err != nil {
 		return infra("%w", err)
@@ -236,8 +250,13 @@ func (r *run) setup(ctx context.Context, rep *reports.Scenario) error {
 		if err != nil {
 			return infra("host %s address: %w", n, err)
 		}
-		spec.Hosts = append(spec.Hosts, netem.HostSpec{Name: n, Address: a})
 		rep.Environment.Hosts[n] = a.String()
+		if container && n == sc.Server.Host {
+			// The container's namespace is the host; it is plugged in
+			// once the container runs (attach below).
+			continue
+		}
+		spec.Hosts = append(spec.Hosts, netem.HostSpec{Name: n, Address: a})
 	}
 	topo, err := netem.Up(spec, j)
 	r.topo = topo
@@ -245,17 +264,11 @@ func (r *run) setup(ctx context.Context, rep *reports.Scenario) error {
 		return infra("network: %w", err)
 	}
 	for _, n := range sc.hostNames() {
-		h := topo.Hosts[n]
-		if _, err := h.SetSysctls(sc.Hosts[n].Sysctls); err != nil {
-			return infra("%w", err)
+		if h, ok := topo.Hosts[n]; ok {
+			if err := r.hostSetup(n, h); err != nil {
+				return infra("%w", err)
+			}
 		}
-		keys := append(tcpmodel.Keys(), mapKeys(sc.Hosts[n].Sysctls)...)
-		got, err := h.ReadSysctls(keys)
-		if err != nil {
-			return infra("%w", err)
-		}
-		r.sysctls[n] = got
-		r.rules[n] = h.Rules()
 	}
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("%w: %w", ErrInterrupted, err)
@@ -267,9 +280,23 @@ func (r *run) setup(ctx context.Context, rep *reports.Scenario) error {
 	if err := os.MkdirAll(r.art, 0o755); err != nil {
 		return infra("artifacts: %w", err)
 	}
-	sh := topo.Hosts[sc.Server.Host]
-	srv, err := server.Start(ctx, server.Config{RunID: r.id, Flavor: r.flavor, NS: sh.NS, Address: sh.Address,
-		Port: sc.Server.Port, Variables: sc.Server.Variables, Journal: j, LogDir: r.art})
+	cfg := server.Config{RunID: r.id, Flavor: r.flavor, Port: sc.Server.Port, Variables: sc.Server.Variables,
+		Journal: j, LogDir: r.art, Engine: r.engine, Image: r.image, Host: sc.Server.Host}
+	if container {
+		addr, _ := netip.ParseAddr(sc.Hosts[sc.Server.Host].Address)
+		cfg.Address = addr
+		cfg.Attach = func(nsPath string) (netns.NsHandle, error) {
+			h, err := topo.Plug(netem.HostSpec{Name: sc.Server.Host, Address: addr, NSPath: nsPath})
+			if err != nil {
+				return netns.None(), err
+			}
+			return h.NS, r.hostSetup(sc.Server.Host, h)
+		}
+	} else {
+		sh := topo.Hosts[sc.Server.Host]
+		cfg.NS, cfg.Address = sh.NS, sh.Address
+	}
+	srv, err := server.Start(ctx, cfg)
 	r.srv = srv
 	if err != nil {
 		if ctx.Err() != nil {
@@ -277,7 +304,11 @@ func (r *run) setup(ctx context.Context, rep *reports.Scenario) error {
 		}
 		return infra("server: %w", err)
 	}
+	r.log.Info("server ready", "server", srv.String(), "engine", srv.Engine, "image", srv.ImageRef,
+		"start_to_ready", srv.StartToReady.Round(time.Millisecond))
 	rep.Environment.Server.Version = srv.Version
+	rep.Environment.Server.Image = srv.ImageRef
+	sh := topo.Hosts[sc.Server.Host]
 	if len(sc.Server.Setup) > 0 {
 		res := client.Run(ctx, sh.NS, srv, client.Spec{Kind: client.KindGo, SQL: sc.Server.Setup}, j)
 		if res.Failed() {
@@ -303,6 +334,24 @@ func (r *run) setup(ctx context.Context, rep *reports.Scenario) error {
 		}
 		r.plist = p
 	}
+	return nil
+}
+
+// hostSetup writes a host's sysctls in its namespace and reads them back
+// for the model and the report, and readies its iptables rules.
+func (r *run) hostSetup(name string, h *netem.Host) error {
+	if _, err := h.SetSysctls(r.sc.Hosts[name].Sysctls); err != nil {
+		return err
+	}
+	keys := append(tcpmodel.Keys(), mapKeys(r.sc.Hosts[name].Sysctls)...)
+	got, err := h.ReadSysctls(keys)
+	if err != nil {
+		return err
+	}
+	r.mu.Lock()
+	r.sysctls[name] = got
+	r.mu.Unlock()
+	r.rules[name] = h.Rules()
 	return nil
 }
 
@@ -395,4 +444,78 @@ func (r *run) teardown() error {
 		return fmt.Errorf("%w: %w", ErrCleanup, err)
 	}
 	return nil
+}
+
+// Instances expands a scenario into one scenario per server it runs on:
+// the entries of its servers list, or its server alone. flavors and
+// engines, when given (the command line's), choose instead every pair of a
+// flavor and an engine (one left empty keeps the scenario's own), keeping
+// a listed server, with its image and variables, where one matches the
+// pair. An instance shares everything but its name and server with sc; its
+// name carries its server ("lab-e/syn-dropped [mariadb/container]") when
+// the scenario runs on more than one.
+func Instances(sc *Scenario, flavors, engines []string) []*Scenario {
+	variants := sc.Servers
+	if len(variants) == 0 {
+		variants = []ServerVariant{{Flavor: sc.Server.Flavor, Engine: sc.Server.Engine, Image: sc.Server.Image}}
+	}
+	if len(flavors) > 0 || len(engines) > 0 {
+		if len(flavors) == 0 {
+			flavors = distinct(variants, func(v ServerVariant) string { return v.Flavor })
+		}
+		if len(engines) == 0 {
+			engines = distinct(variants, func(v ServerVariant) string { return v.Engine })
+		}
+		var chosen []ServerVariant
+		for _, f := range flavors {
+			for _, e := range engines {
+				matched := false
+				for _, v := range variants {
+					if v.Flavor == f && v.Engine == e {
+						chosen = append(chosen, v)
+						matched = true
+					}
+				}
+				if !matched {
+					chosen = append(chosen, ServerVariant{Flavor: f, Engine: e})
+				}
+			}
+		}
+		variants = chosen
+	}
+	out := make([]*Scenario, 0, len(variants))
+	for _, v := range variants {
+		inst := *sc
+		inst.Servers = nil
+		inst.Server.Flavor, inst.Server.Engine, inst.Server.Image = v.Flavor, v.Engine, v.Image
+		if len(v.Variables) > 0 {
+			vars := make(map[string]string, len(sc.Server.Variables)+len(v.Variables))
+			for k, val := range sc.Server.Variables {
+				vars[k] = val
+			}
+			for k, val := range v.Variables {
+				vars[k] = val
+			}
+			inst.Server.Variables = vars
+		}
+		if len(variants) > 1 {
+			inst.Name = sc.Name + " [" + v.Label() + "]"
+		}
+		out = append(out, &inst)
+	}
+	return out
+}
+
+// distinct returns the values of key over vs, in order of first
+// appearance.
+func distinct(vs []ServerVariant, key func(ServerVariant) string) []string {
+	var out []string
+	seen := map[string]bool{}
+	for _, v := range vs {
+		if k := key(v); !seen[k] {
+			seen[k] = true
+			out = append(out, k)
+		}
+	}
+	return out
 }

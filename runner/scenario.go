@@ -25,12 +25,16 @@ type Scenario struct {
 	Network Network  `yaml:"network,omitempty" json:"network,omitempty"`
 	// Hosts, by name; each becomes a network namespace with one interface,
 	// eth0, on the lab network.
-	Hosts    map[string]*Host `yaml:"hosts" json:"hosts"`
-	Server   Server           `yaml:"server" json:"server"`
-	Captures []string         `yaml:"captures,omitempty" json:"captures,omitempty"`
-	Observe  Observe          `yaml:"observe,omitempty" json:"observe,omitempty"`
-	Timeline []*Step          `yaml:"timeline" json:"timeline"`
-	Checks   []*Check         `yaml:"checks,omitempty" json:"checks,omitempty"`
+	Hosts  map[string]*Host `yaml:"hosts" json:"hosts"`
+	Server Server           `yaml:"server" json:"server"`
+	// Servers, if set, runs the scenario once per entry, each a server of
+	// its own (flavor, engine or image) with everything else of Server; the
+	// report names each instance by its server.
+	Servers  []ServerVariant `yaml:"servers,omitempty" json:"servers,omitempty"`
+	Captures []string        `yaml:"captures,omitempty" json:"captures,omitempty"`
+	Observe  Observe         `yaml:"observe,omitempty" json:"observe,omitempty"`
+	Timeline []*Step         `yaml:"timeline" json:"timeline"`
+	Checks   []*Check        `yaml:"checks,omitempty" json:"checks,omitempty"`
 
 	// File is the path the scenario was loaded from.
 	File string `yaml:"-" json:"-"`
@@ -68,8 +72,15 @@ type Server struct {
 	Host string `yaml:"host" json:"host"`
 	// Flavor is "mysql" (Oracle MySQL) or "mariadb".
 	Flavor string `yaml:"flavor,omitempty" json:"flavor,omitempty"`
-	// Engine is "process" (mysqld from a cached root filesystem).
+	// Engine is "process" (mysqld from a cached root filesystem, chrooted
+	// in the host's namespace) or "container" (a Docker container whose
+	// network namespace is the host's).
 	Engine string `yaml:"engine,omitempty" json:"engine,omitempty"`
+	// Image is the container engine's image, e.g. "mysql:8.4"; default the
+	// local image of the flavor's root filesystem (labrun/FLAVOR:VERSION).
+	// Setting it implies engine container, and the flavor defaults to the
+	// one its name says.
+	Image string `yaml:"image,omitempty" json:"image,omitempty"`
 	// Port defaults to 3306.
 	Port int `yaml:"port,omitempty" json:"port,omitempty"`
 	// Variables are passed to the server as --name=value.
@@ -77,6 +88,26 @@ type Server struct {
 	// Setup is SQL run over the lab network once the server is ready,
 	// before the timeline starts.
 	Setup []string `yaml:"setup,omitempty" json:"setup,omitempty"`
+}
+
+// ServerVariant is one server of a scenario's matrix: what it changes of
+// Server.
+type ServerVariant struct {
+	// Flavor defaults to the image's (when Image is set) or Server's.
+	Flavor string `yaml:"flavor,omitempty" json:"flavor,omitempty"`
+	// Engine defaults to container when Image is set, else Server's.
+	Engine string `yaml:"engine,omitempty" json:"engine,omitempty"`
+	Image  string `yaml:"image,omitempty" json:"image,omitempty"`
+	// Variables are added to Server's, and win over them.
+	Variables map[string]string `yaml:"variables,omitempty" json:"variables,omitempty"`
+}
+
+// Label names a server in reports: "mariadb/container", "mysql:8.4".
+func (v ServerVariant) Label() string {
+	if v.Image != "" {
+		return v.Image
+	}
+	return v.Flavor + "/" + v.Engine
 }
 
 // Observe lists what is sampled during the timeline.
@@ -181,8 +212,10 @@ type ClientAction struct {
 	Session string `yaml:"session,omitempty" json:"session,omitempty"`
 	// Close closes the session after this step's statements.
 	Close bool `yaml:"close,omitempty" json:"close,omitempty"`
-	// Stream reads the last statement's result row by row with pauses, as
-	// an unbuffered cursor in a slow application does (go client only).
+	// Stream reads the result row by row with pauses, as an unbuffered
+	// cursor in a slow application does: the go client pauses in the last
+	// statement's rows, the cli client (run with --quick) in its standard
+	// output, one line per row.
 	Stream *Stream `yaml:"stream,omitempty" json:"stream,omitempty"`
 	// RcvBuf sets SO_RCVBUF on the client's socket, in bytes, before it
 	// connects (go client only); 0 leaves the kernel's default.
@@ -241,6 +274,9 @@ type Expect struct {
 	// Value is the first column of the first row the step's last
 	// statement returned, as text (query_value checks).
 	Value *string `yaml:"value,omitempty" json:"value,omitempty"`
+	// After names the step that must be over before the check's step
+	// finishes (ends_after checks).
+	After string `yaml:"after,omitempty" json:"after,omitempty"`
 }
 
 // Documented is the article's value for a check.

@@ -27,13 +27,16 @@ var CheckTypes = map[string]bool{
 	"thread_state":       true,
 	"trx_state":          true,
 	"query_value":        true,
+	"zero_window":        true,
+	"write_timeout":      true,
+	"ends_after":         true,
 }
 
 // The other closed sets of values. The schema takes its enums from these
 // too, so that the editor and the loader agree.
 var (
 	flavors     = map[string]bool{"mysql": true, "mariadb": true}
-	engines     = map[string]bool{"process": true}
+	engines     = map[string]bool{"process": true, "container": true}
 	clientKinds = map[string]bool{"cli": true, "go": true}
 	// expectModels are the kernel schedules (tcpmodel) a check can take its
 	// expected times from.
@@ -55,6 +58,9 @@ var (
 	// has an interface name in it, hence the '-'.
 	sysctlKey    = regexp.MustCompile(`^net(\.[A-Za-z0-9_-]+)+$`)
 	variableName = regexp.MustCompile(`^[A-Za-z0-9_-]+$`)
+	// imageRef is a Docker image reference: [registry[:port]/]path[:tag]
+	// [@digest], lowercase path components.
+	imageRef = regexp.MustCompile(`^[a-z0-9][a-z0-9._-]*(:[0-9]+)?(/[a-z0-9][a-z0-9._-]*)*(:[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?(@sha256:[a-f0-9]{64})?$`)
 )
 
 // Validate checks a scenario that has had its defaults applied, as Load
@@ -235,16 +241,45 @@ func (c *checker) port(path string, p int) {
 func (c *checker) server() {
 	sv := c.s.Server
 	c.host("server.host", sv.Host)
-	if !flavors[sv.Flavor] {
-		c.add("server.flavor", "unknown flavor %q (want %s)", sv.Flavor, oneOfText(flavors))
-	}
-	if !engines[sv.Engine] {
-		c.add("server.engine", "unknown engine %q (want %s)", sv.Engine, oneOfText(engines))
-	}
+	c.serverKind("server", sv.Flavor, sv.Engine, sv.Image)
 	c.port("server.port", sv.Port)
-	for _, k := range sortedNames(sv.Variables) {
+	c.variables("server.variables", sv.Variables)
+	seen := map[string]int{}
+	for i, v := range c.s.Servers {
+		path := fmt.Sprintf("servers[%d]", i)
+		c.serverKind(path, v.Flavor, v.Engine, v.Image)
+		c.variables(path+".variables", v.Variables)
+		if first, dup := seen[v.Label()]; dup {
+			c.add(path, "server %s listed twice (first at servers[%d])", v.Label(), first)
+		} else {
+			seen[v.Label()] = i
+		}
+	}
+}
+
+// serverKind checks what makes a server: its flavor, engine and image.
+func (c *checker) serverKind(path, flavor, engine, image string) {
+	badImage := image != "" && !imageRef.MatchString(image)
+	switch {
+	case badImage:
+		c.add(path+".image", "bad image %q: want a Docker image reference such as mysql:8.4", image)
+	case flavor == "" && image != "":
+		// The flavor was left out and the image's name does not say it.
+		c.add(path+".image", "cannot tell the flavor of image %q from its name: write flavor (want %s)", image, oneOfText(flavors))
+	case !flavors[flavor]:
+		c.add(path+".flavor", "unknown flavor %q (want %s)", flavor, oneOfText(flavors))
+	}
+	if !engines[engine] {
+		c.add(path+".engine", "unknown engine %q (want %s)", engine, oneOfText(engines))
+	} else if image != "" && !badImage && engine != "container" {
+		c.add(path+".image", "an image needs engine container, not %s", engine)
+	}
+}
+
+func (c *checker) variables(path string, vars map[string]string) {
+	for _, k := range sortedNames(vars) {
 		if !variableName.MatchString(k) {
-			c.add(joinKey("server.variables", k), "bad variable name %q: want letters, digits, '_' and '-'", k)
+			c.add(joinKey(path, k), "bad variable name %q: want letters, digits, '_' and '-'", k)
 		}
 	}
 }
@@ -402,9 +437,6 @@ func (c *checker) client(path string, ca *ClientAction) {
 		}
 		if ca.Session != "" {
 			c.add(path+".session", "only for kind go")
-		}
-		if ca.Stream != nil {
-			c.add(path+".stream", "only for kind go")
 		}
 		if ca.RcvBuf != 0 {
 			c.add(path+".rcvbuf", "only for kind go")
@@ -620,6 +652,12 @@ func (c *checker) checks() {
 		case "query_value":
 			if ck.Expect == nil || ck.Expect.Value == nil {
 				c.add(path+".expect.value", "required for query_value")
+			}
+		case "ends_after":
+			if ck.Expect == nil || ck.Expect.After == "" {
+				c.add(path+".expect.after", "required for ends_after")
+			} else if _, ok := steps[ck.Expect.After]; !ok {
+				c.add(path+".expect.after", "no step named %q", ck.Expect.After)
 			}
 		}
 		if (ck.Type == "thread_state" || ck.Type == "trx_state") && c.s.Observe.Processlist == nil {

@@ -21,3 +21,43 @@ if ! command -v go >/dev/null 2>&1 && [ ! -x /usr/local/go/bin/go ]; then
 	echo "setup: Go is missing; install Go 1.26 or newer (it is not in Debian stable)" >&2
 	exit 3
 fi
+
+# --docker: Docker's engine for the container engine (labrun run --engine
+# container) and its tests. labrun never uses Docker's networking (it plugs
+# its own link into each container's namespace), so a daemon configured
+# here changes nothing in the host namespace: no iptables chains, no
+# docker0 bridge, no ip_forward. A daemon.json already on the machine is
+# left as it is.
+if [ "${1:-}" = "--docker" ]; then
+	if [ ! -e /etc/docker/daemon.json ]; then
+		mkdir -p /etc/docker
+		cat >/etc/docker/daemon.json <<'JSON'
+{
+  "iptables": false,
+  "bridge": "none",
+  "ip-forward": false,
+  "ip-masq": false
+}
+JSON
+	fi
+	if ! command -v dockerd >/dev/null 2>&1; then
+		echo "setup: installing docker.io"
+		export DEBIAN_FRONTEND=noninteractive
+		apt-get update -qq
+		apt-get install -y -qq --no-install-recommends docker.io >/dev/null
+	fi
+	if ! docker version >/dev/null 2>&1; then
+		echo "setup: starting dockerd (log in /var/log/labrun-dockerd.log)"
+		# Its own session, so that it outlives this script and make.
+		setsid dockerd >/var/log/labrun-dockerd.log 2>&1 </dev/null &
+		for _ in $(seq 1 60); do
+			docker version >/dev/null 2>&1 && break
+			sleep 0.5
+		done
+		if ! docker version >/dev/null 2>&1; then
+			echo "setup: dockerd did not answer within 30 s; see /var/log/labrun-dockerd.log" >&2
+			tail -n 20 /var/log/labrun-dockerd.log >&2 || true
+			exit 3
+		fi
+	fi
+fi

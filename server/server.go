@@ -96,6 +96,21 @@ type Config struct {
 	// mount a separate filesystem for disk faults. Anything mounted there is
 	// unmounted lazily before the run directory is removed.
 	PrepareDataDir func(dir string) error
+
+	// Engine is EngineProcess (default) or EngineContainer.
+	Engine string
+	// Image is the container engine's image; empty means the local image of
+	// the flavor's root filesystem, labrun/FLAVOR:VERSION.
+	Image string
+	// Host names the server host; the container is "lr-<run>-<host>", like
+	// the host's namespace. Default "server".
+	Host string
+	// Attach is the container engine's way into the lab network: it is
+	// called with the path of the container's network namespace
+	// (/proc/PID/ns/net) once the container runs and before mysqld starts,
+	// must plug the host's lab link into it with Address (and apply the
+	// host's sysctls), and returns a handle to it, which then serves as NS.
+	Attach func(nsPath string) (netns.NsHandle, error)
 }
 
 // Server is a running server.
@@ -117,10 +132,17 @@ type Server struct {
 	LogCopy string
 
 	// CopyBytes and CopyTime measure the copy of the template data
-	// directory; StartToReady runs from exec to the first successful Ping.
+	// directory; StartToReady runs from exec (process engine) or from the
+	// container's creation (container engine) to the first successful Ping.
 	CopyBytes    int64
 	CopyTime     time.Duration
 	StartToReady time.Duration
+
+	// Engine is how the server runs; ImageRef and Container are the
+	// container engine's image and container name.
+	Engine    string
+	ImageRef  string
+	Container string
 
 	cfg       Config
 	chrootRun string // RunDir as seen inside the chroot
@@ -129,6 +151,7 @@ type Server struct {
 	waitErr   error
 	procEntry *journal.Entry
 	dirEntry  *journal.Entry
+	ctr       *container
 
 	mu      sync.Mutex
 	stopped bool
@@ -168,6 +191,15 @@ func (c Config) validate() error {
 	var probs []string
 	if !runIDRE.MatchString(c.RunID) {
 		probs = append(probs, fmt.Sprintf("run ID %q: want letters, digits, '.', '_' or '-'", c.RunID))
+	}
+	switch c.Engine {
+	case "", EngineProcess:
+	case EngineContainer:
+		if c.Attach == nil {
+			probs = append(probs, "attach: required by the container engine, to plug the lab link into the container")
+		}
+	default:
+		probs = append(probs, fmt.Sprintf("engine %q: %v (want %s)", c.Engine, ErrUnknownEngine, strings.Join(Engines(), ", ")))
 	}
 	if _, ok := flavors[c.Flavor]; !ok {
 		probs = append(probs, fmt.Sprintf("flavor %q: want one of %s", c.Flavor, strings.Join(Flavors(), ", ")))
@@ -296,6 +328,9 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
+	if cfg.Engine == EngineContainer {
+		return startContainer(ctx, cfg)
+	}
 	img, err := Find(cfg.Flavor)
 	if err != nil {
 		return nil, err
@@ -314,6 +349,7 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 		Password:  password,
 		Image:     img,
 		RunDir:    filepath.Join(img.Root, chrootRun),
+		Engine:    EngineProcess,
 		cfg:       cfg,
 		chrootRun: chrootRun,
 	}
@@ -330,47 +366,9 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 }
 
 func (s *Server) start(ctx context.Context, f flavor) error {
-	if err := os.MkdirAll(filepath.Dir(s.RunDir), 0o700); err != nil {
-		return fmt.Errorf("start %s: %w", s.Flavor, err)
+	if err := s.prepareRunDir(true); err != nil {
+		return err
 	}
-	if _, err := os.Lstat(s.RunDir); err == nil {
-		return fmt.Errorf("start %s: %w: %s", s.Flavor, ErrRunDirExists, s.RunDir)
-	}
-	// Journal first: a run killed between here and Mkdir leaves an entry
-	// for a missing directory, which cleanup tolerates; the reverse order
-	// could leave an unrecorded directory.
-	dirEntry := journal.Entry{Kind: journal.KindDir, Path: s.RunDir, Name: s.Flavor + " run directory"}
-	if err := s.cfg.Journal.Add(dirEntry); err != nil {
-		return fmt.Errorf("start %s: %w", s.Flavor, err)
-	}
-	if err := os.Mkdir(s.RunDir, 0o700); err != nil {
-		// Not ours to remove (it may have appeared since the check above).
-		return errors.Join(fmt.Errorf("start %s: %w", s.Flavor, err), s.cfg.Journal.Undone(dirEntry))
-	}
-	s.dirEntry = &dirEntry
-	for _, d := range []string{"tmp", "run", "files", "data"} {
-		if err := os.Mkdir(filepath.Join(s.RunDir, d), 0o700); err != nil {
-			return fmt.Errorf("start %s: %w", s.Flavor, err)
-		}
-	}
-	if s.cfg.PrepareDataDir != nil {
-		if err := s.cfg.PrepareDataDir(s.DataDir); err != nil {
-			return fmt.Errorf("start %s: prepare data directory: %w", s.Flavor, err)
-		}
-	}
-	t0 := time.Now()
-	n, err := copyTemplate(filepath.Join(s.Image.Root, templateDir), s.DataDir)
-	s.CopyBytes, s.CopyTime = n, time.Since(t0)
-	if err != nil {
-		return fmt.Errorf("start %s: %w", s.Flavor, err)
-	}
-	if err := os.WriteFile(filepath.Join(s.RunDir, "init.sql"), []byte(initSQL(s.Flavor, s.Password)), 0o600); err != nil {
-		return fmt.Errorf("start %s: %w", s.Flavor, err)
-	}
-	if err := os.WriteFile(filepath.Join(s.RunDir, "client.cnf"), []byte(clientDefaults(s.Password)), 0o600); err != nil {
-		return fmt.Errorf("start %s: %w", s.Flavor, err)
-	}
-
 	// Whatever the server prints before its error log is open (an unknown
 	// option, for one) goes to stderr.log.
 	out, err := os.OpenFile(filepath.Join(s.RunDir, "stderr.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
@@ -414,6 +412,55 @@ func (s *Server) start(ctx context.Context, f flavor) error {
 	return nil
 }
 
+// prepareRunDir creates the per-run directory, journaled, with its data
+// directory (a copy of the template when withTemplate), the init file and
+// the CLI client's option file.
+func (s *Server) prepareRunDir(withTemplate bool) error {
+	if err := os.MkdirAll(filepath.Dir(s.RunDir), 0o700); err != nil {
+		return fmt.Errorf("start %s: %w", s.Flavor, err)
+	}
+	if _, err := os.Lstat(s.RunDir); err == nil {
+		return fmt.Errorf("start %s: %w: %s", s.Flavor, ErrRunDirExists, s.RunDir)
+	}
+	// Journal first: a run killed between here and Mkdir leaves an entry
+	// for a missing directory, which cleanup tolerates; the reverse order
+	// could leave an unrecorded directory.
+	dirEntry := journal.Entry{Kind: journal.KindDir, Path: s.RunDir, Name: s.Flavor + " run directory"}
+	if err := s.cfg.Journal.Add(dirEntry); err != nil {
+		return fmt.Errorf("start %s: %w", s.Flavor, err)
+	}
+	if err := os.Mkdir(s.RunDir, 0o700); err != nil {
+		// Not ours to remove (it may have appeared since the check above).
+		return errors.Join(fmt.Errorf("start %s: %w", s.Flavor, err), s.cfg.Journal.Undone(dirEntry))
+	}
+	s.dirEntry = &dirEntry
+	for _, d := range []string{"tmp", "run", "files", "data"} {
+		if err := os.Mkdir(filepath.Join(s.RunDir, d), 0o700); err != nil {
+			return fmt.Errorf("start %s: %w", s.Flavor, err)
+		}
+	}
+	if s.cfg.PrepareDataDir != nil {
+		if err := s.cfg.PrepareDataDir(s.DataDir); err != nil {
+			return fmt.Errorf("start %s: prepare data directory: %w", s.Flavor, err)
+		}
+	}
+	if withTemplate {
+		t0 := time.Now()
+		n, err := copyTemplate(filepath.Join(s.Image.Root, templateDir), s.DataDir)
+		s.CopyBytes, s.CopyTime = n, time.Since(t0)
+		if err != nil {
+			return fmt.Errorf("start %s: %w", s.Flavor, err)
+		}
+	}
+	if err := os.WriteFile(filepath.Join(s.RunDir, "init.sql"), []byte(initSQL(s.Flavor, s.Password)), 0o600); err != nil {
+		return fmt.Errorf("start %s: %w", s.Flavor, err)
+	}
+	if err := os.WriteFile(filepath.Join(s.RunDir, "client.cnf"), []byte(clientDefaults(s.Password)), 0o600); err != nil {
+		return fmt.Errorf("start %s: %w", s.Flavor, err)
+	}
+	return nil
+}
+
 // copyTemplate copies the template data directory into dst, which exists
 // and is empty (it may be a mount point).
 func copyTemplate(src, dst string) (int64, error) {
@@ -446,6 +493,11 @@ func copyTemplate(src, dst string) (int64, error) {
 // may accept connections before it has run its init file, so a refused
 // login is retried too.
 func (s *Server) waitReady(parent context.Context) error {
+	return s.waitReadyFor(parent, readyCap)
+}
+
+// waitReadyFor is waitReady with another bound than readyCap.
+func (s *Server) waitReadyFor(parent context.Context, readyCap time.Duration) error {
 	ctx, cancel := context.WithTimeout(parent, readyCap)
 	defer cancel()
 	dial := DialContextIn(s.cfg.NS)
@@ -560,6 +612,12 @@ func (s *Server) Stop() error {
 // directory. The caller holds s.mu.
 func (s *Server) teardown(grace time.Duration) error {
 	var errs []error
+	if s.ctr != nil {
+		if err := s.endContainer(grace); err != nil {
+			// As for a process: the directory stays with the container.
+			return fmt.Errorf("stop %s: %w", s.Flavor, err)
+		}
+	}
 	if s.cmd != nil {
 		if err := s.endProcess(grace); err != nil {
 			// The directory stays: the process may still write to it, and
@@ -680,6 +738,12 @@ func (s *Server) OpenDB(ns netns.NsHandle) (*sql.DB, error) {
 // account; user and password come from a 0600 option file in the run
 // directory. args follow the connection options. The caller starts it in a
 // namespace with netem.Start; SysProcAttr carries the chroot, so keep it.
+//
+// With the container engine the client is still the one of the flavor's
+// root filesystem (the local image is made from it, so it is the same
+// version); a server from another image has no such client unless the
+// flavor's root filesystem is built, and the command then fails to start
+// with a message that says so.
 func (s *Server) ClientCommand(args ...string) *exec.Cmd {
 	f := flavors[s.Flavor]
 	full := []string{f.client,
@@ -702,6 +766,11 @@ func (s *Server) ClientCommand(args ...string) *exec.Cmd {
 	cmd.Args = full
 	cmd.Dir = "/"
 	cmd.Env = chrootEnv
+	if s.Image == nil {
+		// Start returns Err without running anything.
+		cmd.Err = fmt.Errorf("%w: the %s client comes from its root filesystem: run 'labrun images build %s'", ErrNotBuilt, s.Flavor, s.Flavor)
+		return cmd
+	}
 	cmd.SysProcAttr = &syscall.SysProcAttr{Chroot: s.Image.Root}
 	return cmd
 }

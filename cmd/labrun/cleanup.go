@@ -13,7 +13,7 @@ func newCleanupCmd() *cobra.Command {
 	var all bool
 	cmd := &cobra.Command{
 		Use:   "cleanup",
-		Short: "Remove what killed runs left: namespaces, server processes, run directories",
+		Short: "Remove what killed runs left: namespaces, server processes and containers, run directories",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			out := cmd.OutOrStdout()
@@ -54,6 +54,24 @@ func newCleanupCmd() *cobra.Command {
 				}
 				removed++
 				fmt.Fprintf(out, "namespace %s: removed\n", n)
+			}
+			// Containers (and any volume or network) labelled with a run
+			// that is not live: a run killed before its journal said so.
+			// An engine that is not there has nothing of labrun's running.
+			objs, err := journal.LabelledObjects(cmd.Context())
+			if err != nil && !errors.Is(err, journal.ErrNoDocker) {
+				errs = append(errs, err)
+			}
+			for _, o := range objs {
+				if live[o.RunID] {
+					continue
+				}
+				if err := journal.RemoveObject(cmd.Context(), o); err != nil {
+					errs = append(errs, err)
+					continue
+				}
+				removed++
+				fmt.Fprintf(out, "%s %s: removed\n", o.Kind, o.Name)
 			}
 			fmt.Fprintf(out, "cleanup: %d resources removed\n", removed)
 			if err := errors.Join(errs...); err != nil {

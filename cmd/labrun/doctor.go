@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"os"
@@ -17,7 +18,7 @@ import (
 func newDoctorCmd() *cobra.Command {
 	return &cobra.Command{
 		Use:   "doctor",
-		Short: "Say what this machine can and cannot do for labrun, and list leftovers of killed runs",
+		Short: "Say what this machine can and cannot do for labrun (Docker's engine included), and list leftovers of killed runs",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			out := cmd.OutOrStdout()
@@ -50,7 +51,25 @@ func newDoctorCmd() *cobra.Command {
 					fmt.Fprintf(out, "no  flavor %-17s %v\n", f, err)
 				}
 			}
-			left := leftovers()
+			// The container engine needs Docker's engine and the imported
+			// images; the process engine needs neither.
+			if v, err := server.DockerStatus(cmd.Context()); err == nil {
+				fmt.Fprintf(out, "ok  %-24s %s at %s\n", "docker engine", v, journal.DockerSocket())
+				for _, f := range server.Flavors() {
+					img, err := server.FindDockerImage(cmd.Context(), f)
+					switch {
+					case err == nil:
+						fmt.Fprintf(out, "ok  image %-18s %s\n", f, img.Ref)
+					case errors.Is(err, server.ErrNoImage), errors.Is(err, server.ErrNotBuilt):
+						fmt.Fprintf(out, "no  image %-18s not imported: labrun images build %s --docker\n", f, f)
+					default:
+						fmt.Fprintf(out, "no  image %-18s %v\n", f, err)
+					}
+				}
+			} else {
+				fmt.Fprintf(out, "no  %-24s %v (only --engine container needs it)\n", "docker engine", err)
+			}
+			left := leftovers(cmd.Context())
 			if len(left) == 0 {
 				fmt.Fprintln(out, "ok  leftovers                none")
 				return nil
@@ -66,7 +85,7 @@ func newDoctorCmd() *cobra.Command {
 
 // leftovers lists what killed runs left: journals of dead runs with pending
 // resources, labrun namespaces, and server processes running from the cache.
-func leftovers() []string {
+func leftovers(ctx context.Context) []string {
 	var out []string
 	live := map[string]bool{}
 	runs, _ := journal.List()
@@ -89,6 +108,16 @@ func leftovers() []string {
 	for _, n := range names {
 		if !owned(n, live) {
 			out = append(out, "namespace "+n)
+		}
+	}
+	objs, _ := journal.LabelledObjects(ctx)
+	for _, o := range objs {
+		if !live[o.RunID] {
+			state := ""
+			if o.State != "" {
+				state = ", " + o.State
+			}
+			out = append(out, fmt.Sprintf("%s %s (run %s%s)", o.Kind, o.Name, o.RunID, state))
 		}
 	}
 	procs, _ := filepath.Glob("/proc/[0-9]*/root")

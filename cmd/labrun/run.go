@@ -24,8 +24,8 @@ type runFlags struct {
 	html      string
 	jobs      int
 	slow      float64
-	flavor    string
-	engine    string
+	flavors   []string
+	engines   []string
 	tags      []string
 	skipTags  []string
 	verbose   bool
@@ -47,8 +47,8 @@ func newRunCmd() *cobra.Command {
 	fl.StringVar(&f.html, "html", "", "also write an HTML report to this file")
 	fl.IntVarP(&f.jobs, "jobs", "j", 1, "scenarios run at once; timings are most faithful at 1")
 	fl.Float64Var(&f.slow, "slow", 1, "scale every timing tolerance by this factor")
-	fl.StringVar(&f.flavor, "flavor", "", "override the server flavor (mysql, mariadb)")
-	fl.StringVar(&f.engine, "engine", "", "override the server engine (process)")
+	fl.StringSliceVar(&f.flavors, "flavor", nil, "run each scenario on these server flavors (mysql, mariadb; comma-separated or repeated)")
+	fl.StringSliceVar(&f.engines, "engine", nil, "run each scenario on these server engines (process, container; comma-separated or repeated)")
 	fl.StringSliceVar(&f.tags, "tag", nil, "run only scenarios with all of these tags")
 	fl.StringSliceVar(&f.skipTags, "skip-tag", nil, "skip scenarios with any of these tags")
 	fl.BoolVarP(&f.verbose, "verbose", "v", false, "log each step")
@@ -98,6 +98,17 @@ func hasAll(tags, want []string) bool {
 	return true
 }
 
+// dedupe drops repeated values, keeping the first of each.
+func dedupe(vs []string) []string {
+	var out []string
+	for _, v := range vs {
+		if !hasAll(out, []string{v}) {
+			out = append(out, v)
+		}
+	}
+	return out
+}
+
 func hasAny(tags, skip []string) bool {
 	for _, s := range skip {
 		for _, t := range tags {
@@ -110,11 +121,15 @@ func hasAny(tags, skip []string) bool {
 }
 
 func runScenarios(cmd *cobra.Command, f *runFlags, args []string) error {
-	if f.flavor != "" && !hasAll(server.Flavors(), []string{f.flavor}) {
-		return exitWith(exitUsage, fmt.Errorf("--flavor %q: want one of %s", f.flavor, strings.Join(server.Flavors(), ", ")))
+	for _, fl := range f.flavors {
+		if !hasAll(server.Flavors(), []string{fl}) {
+			return exitWith(exitUsage, fmt.Errorf("--flavor %q: want one of %s", fl, strings.Join(server.Flavors(), ", ")))
+		}
 	}
-	if f.engine != "" && f.engine != "process" {
-		return exitWith(exitUsage, fmt.Errorf("--engine %q: this build has the process engine only", f.engine))
+	for _, e := range f.engines {
+		if !hasAll(server.Engines(), []string{e}) {
+			return exitWith(exitUsage, fmt.Errorf("--engine %q: want one of %s", e, strings.Join(server.Engines(), ", ")))
+		}
 	}
 	files, err := collect(args)
 	if err != nil {
@@ -130,7 +145,8 @@ func runScenarios(cmd *cobra.Command, f *runFlags, args []string) error {
 			continue
 		}
 		if hasAll(sc.Tags, f.tags) && !hasAny(sc.Tags, f.skipTags) {
-			scs = append(scs, sc)
+			// One scenario instance per server it runs on.
+			scs = append(scs, runner.Instances(sc, dedupe(f.flavors), dedupe(f.engines))...)
 		}
 	}
 	if len(bad) > 0 {
@@ -142,6 +158,16 @@ func runScenarios(cmd *cobra.Command, f *runFlags, args []string) error {
 	if os.Geteuid() != 0 {
 		return exitWith(exitInfra, errors.New("labrun run needs root: it creates network namespaces"))
 	}
+	for _, sc := range scs {
+		if sc.Server.Engine == server.EngineContainer {
+			// Said once, before any namespace exists, rather than by
+			// every scenario after its network is up.
+			if _, err := server.DockerStatus(cmd.Context()); err != nil {
+				return exitWith(exitInfra, fmt.Errorf("%s: engine container: %w", sc.Name, err))
+			}
+			break
+		}
+	}
 	level := slog.LevelWarn
 	if f.verbose {
 		level = slog.LevelInfo
@@ -151,7 +177,7 @@ func runScenarios(cmd *cobra.Command, f *runFlags, args []string) error {
 		return exitWith(exitInfra, err)
 	}
 	rep := &reports.Report{Labrun: reports.Version, Started: time.Now().UTC().Truncate(time.Second), Scenarios: make([]*reports.Scenario, len(scs))}
-	opt := runner.Options{ReportDir: f.reportDir, Slow: f.slow, Flavor: f.flavor, Engine: f.engine, Log: log}
+	opt := runner.Options{ReportDir: f.reportDir, Slow: f.slow, Log: log}
 	ctx := cmd.Context()
 	errs := make([]error, len(scs))
 	jobs := f.jobs
