@@ -68,6 +68,7 @@ func (r *run) analyze(rep *reports.Scenario) {
 			continue
 		}
 		checks[c.Type](e, c, out)
+		flavorFinding(c, out, r.flavor, rep.Environment.Server.Version)
 		rep.Checks = append(rep.Checks, out)
 	}
 	if len(r.counts) > 0 {
@@ -85,6 +86,21 @@ func (r *run) analyze(rep *reports.Scenario) {
 			rep.Artifacts.Samples = p
 		}
 	}
+}
+
+// flavorFinding notes a check that passed on another server than the one
+// the article used: the documented value is for that flavor, so what this
+// run observed is a divergence to show, not an error.
+func flavorFinding(c *Check, out *reports.Check, flavor, version string) {
+	d := c.Documented
+	if !out.Passed || out.Skipped || out.Finding != "" || d == nil || d.Flavor == "" || d.Flavor == flavor {
+		return
+	}
+	art := d.Flavor
+	if d.Version != "" {
+		art += " " + d.Version
+	}
+	out.Finding = fmt.Sprintf("the article's %v is for %s; this %s %s showed %s", reports.Render(d.Value), art, flavor, version, reports.Render(out.Observed))
 }
 
 func (r *run) stepReport(res *stepResult) *reports.Step {
@@ -165,22 +181,41 @@ func (e *evalEnv) flow(c *Check, res *stepResult, prefer string, out *reports.Ch
 	from, to := res.start.Add(-100*time.Millisecond), res.end.Add(500*time.Millisecond)
 	flows := a.Flows(cl, srv)
 	// A connection whose address is known (a go client, a session opened
-	// by an earlier step) is found by it; otherwise by when it started.
-	if local := res.client.Local; local != "" {
+	// by an earlier step, a client whose thread id is in the processlist
+	// samples) is found by it; otherwise by when it started, which must
+	// then be unambiguous.
+	local := res.client.Local
+	if local == "" && res.client.ConnID != 0 {
+		local = e.threadHost(res.client.ConnID)
+	}
+	if local != "" {
 		for _, f := range flows {
 			if f.Client.String() == local && len(f.Packets) > 0 {
 				return f, host, true
 			}
 		}
 	}
+	var during []*capture.Flow
 	for _, f := range flows {
 		if len(f.Packets) == 0 {
 			continue
 		}
 		t := f.Packets[0].Time
 		if !t.Before(from) && !t.After(to) {
-			return f, host, true
+			during = append(during, f)
 		}
+	}
+	switch len(during) {
+	case 1:
+		return during[0], host, true
+	case 0:
+	default:
+		var ports []string
+		for _, f := range during {
+			ports = append(ports, f.Client.String())
+		}
+		out.Message = fmt.Sprintf("%d TCP flows from %s start during step %s (%s): cannot tell which is the step's; use the go client or observe.processlist", len(during), cl, res.step.Name, strings.Join(ports, ", "))
+		return nil, host, false
 	}
 	out.Message = fmt.Sprintf("no TCP flow from %s to %s during step %s in %s.pcap", cl, srv, res.step.Name, host)
 	return nil, host, false

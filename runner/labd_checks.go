@@ -41,32 +41,11 @@ const defaultEndsAfterWithin = time.Second
 
 // zeroWindows analyses the client's receive window on the step's flow.
 func (e *evalEnv) zeroWindows(c *Check, out *reports.Check) (*stepResult, *capture.Flow, string, *capture.ZeroWindows, bool) {
-	res, f, host, ok := e.threadFlow(c, out)
+	res, f, host, ok := e.stepFlow(c, out, false)
 	if !ok {
 		return nil, nil, "", nil, false
 	}
 	return res, f, host, f.ZeroWindows(f.Client), true
-}
-
-// threadFlow is stepFlow for a client that does not know its own address
-// but printed its connection id (the cli client streaming): the
-// processlist shows that thread's Host, the client's address and port.
-// Two connections that start together are then told apart, where the
-// step's start time alone would pick the first.
-func (e *evalEnv) threadFlow(c *Check, out *reports.Check) (*stepResult, *capture.Flow, string, bool) {
-	res, ok := e.clientStep(c, out)
-	if !ok {
-		return nil, nil, "", false
-	}
-	if res.client.Local == "" && res.client.ConnID != 0 {
-		if addr := e.threadHost(res.client.ConnID); addr != "" {
-			known := &stepResult{step: res.step, start: res.start, end: res.end,
-				client: &client.Result{Kind: res.client.Kind, Start: res.client.Start, End: res.client.End, Local: addr, ConnID: res.client.ConnID}}
-			f, host, ok := e.flow(c, known, res.step.Host, out)
-			return res, f, host, ok
-		}
-	}
-	return e.stepFlow(c, out, false)
 }
 
 // threadHost is the Host column (address:port) of server thread id.
