@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -168,41 +167,14 @@ func TestSYNDroppedSameOnBothEngines(t *testing.T) {
 	assertNoDockerLeft(t)
 }
 
-// startRunWith is startRun with more arguments.
-func startRunWith(t *testing.T, args ...string) (*exec.Cmd, *bytes.Buffer) {
-	t.Helper()
-	cmd := exec.Command(labrunBin, append([]string{"run", "--report-dir", t.TempDir(), "-v"}, args...)...)
-	var out bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &out
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	deadline := time.Now().Add(90 * time.Second)
-	for time.Now().Before(deadline) {
-		if strings.Contains(out.String(), "step done") {
-			return cmd, &out
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	cmd.Process.Kill()
-	cmd.Wait()
-	t.Fatalf("the run never reached its timeline:\n%s", out.String())
-	return nil, nil
-}
-
 func TestContainerInterruptCleansUp(t *testing.T) {
 	needContainerEngine(t, "mysql")
 	before := snapshot(t)
-	cmd, out := startRunWith(t, "../../scenarios/lab-e/syn-dropped.yaml", "--engine", "container")
+	cmd, out := startRun(t, "../../scenarios/lab-e/syn-dropped.yaml", "--engine", "container")
 	if len(labelled(t)) == 0 {
 		t.Fatalf("no container while the run is in its timeline: the test proves nothing\n%s", out)
 	}
-	cmd.Process.Signal(syscall.SIGINT)
-	err := cmd.Wait()
-	var ee *exec.ExitError
-	if !errors.As(err, &ee) || ee.ExitCode() != 2 {
-		t.Fatalf("want exit 2 after SIGINT, got %v:\n%s", err, out)
-	}
+	interrupt(t, cmd, out)
 	assertUnchanged(t, before)
 	assertNoDockerLeft(t)
 }
@@ -210,7 +182,7 @@ func TestContainerInterruptCleansUp(t *testing.T) {
 func TestContainerKillThenCleanup(t *testing.T) {
 	needContainerEngine(t, "mysql")
 	before := snapshot(t)
-	cmd, out := startRunWith(t, "../../scenarios/lab-e/syn-dropped.yaml", "--engine", "container")
+	cmd, out := startRun(t, "../../scenarios/lab-e/syn-dropped.yaml", "--engine", "container")
 	cmd.Process.Signal(syscall.SIGKILL)
 	cmd.Wait()
 	left := labelled(t)

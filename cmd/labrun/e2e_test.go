@@ -381,11 +381,11 @@ func TestNothingMatchedExits5(t *testing.T) {
 	}
 }
 
-// startRun starts labrun on a long scenario and waits until its server is
-// up (the timeline has started).
-func startRun(t *testing.T, scenario string) (*exec.Cmd, *bytes.Buffer) {
+// startRun starts labrun run on a scenario (and more arguments) and waits
+// until its timeline has started.
+func startRun(t *testing.T, args ...string) (*exec.Cmd, *bytes.Buffer) {
 	t.Helper()
-	cmd := exec.Command(labrunBin, "run", scenario, "--report-dir", t.TempDir(), "-v")
+	cmd := exec.Command(labrunBin, append([]string{"run", "--report-dir", t.TempDir(), "-v"}, args...)...)
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	if err := cmd.Start(); err != nil {
@@ -404,17 +404,24 @@ func startRun(t *testing.T, scenario string) (*exec.Cmd, *bytes.Buffer) {
 	return nil, nil
 }
 
-func TestInterruptCleansUp(t *testing.T) {
-	needRoot(t)
-	needFlavor(t, "mysql")
-	before := snapshot(t)
-	cmd, out := startRun(t, "../../scenarios/lab-e/syn-dropped.yaml")
+// interrupt sends SIGINT to a run and requires exit code 2, which labrun
+// gives only after its teardown.
+func interrupt(t *testing.T, cmd *exec.Cmd, out *bytes.Buffer) {
+	t.Helper()
 	cmd.Process.Signal(syscall.SIGINT)
 	err := cmd.Wait()
 	var ee *exec.ExitError
 	if !errors.As(err, &ee) || ee.ExitCode() != 2 {
 		t.Fatalf("want exit 2 after SIGINT, got %v:\n%s", err, out)
 	}
+}
+
+func TestInterruptCleansUp(t *testing.T) {
+	needRoot(t)
+	needFlavor(t, "mysql")
+	before := snapshot(t)
+	cmd, out := startRun(t, "../../scenarios/lab-e/syn-dropped.yaml")
+	interrupt(t, cmd, out)
 	assertUnchanged(t, before)
 }
 

@@ -2,12 +2,10 @@ package main
 
 import (
 	"bytes"
-	"errors"
 	"fmt"
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 )
@@ -49,12 +47,7 @@ func TestLabDInterruptWhileReaderBlocked(t *testing.T) {
 	if !names["mysqld"] || !names["mysql"] {
 		t.Fatalf("the server and the blocked cli reader should be running now, got %v", names)
 	}
-	cmd.Process.Signal(syscall.SIGINT)
-	err := cmd.Wait()
-	var ee *exec.ExitError
-	if !errors.As(err, &ee) || ee.ExitCode() != 2 {
-		t.Fatalf("want exit 2 after SIGINT, got %v:\n%s", err, out)
-	}
+	interrupt(t, cmd, out)
 	assertUnchanged(t, before)
 }
 
