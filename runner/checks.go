@@ -425,8 +425,12 @@ func checkClientError(e *evalEnv, c *Check, out *reports.Check) {
 		exp = &Expect{}
 	}
 	want := map[string]any{}
-	obs := map[string]any{"error": cr.Error, "code": cr.Code, "sqlstate": cr.SQLState, "errno": cr.Errno,
-		"elapsed_s": round3(cr.Elapsed().Seconds()), "client": cr.Kind}
+	obs := map[string]any{"elapsed_s": round3(cr.Elapsed().Seconds()), "client": cr.Kind}
+	// A session that succeeded has no error to show; zero codes would read
+	// as values.
+	if cr.Error != "" {
+		obs["error"], obs["code"], obs["sqlstate"], obs["errno"] = cr.Error, cr.Code, cr.SQLState, cr.Errno
+	}
 	out.Observed = obs
 	out.Evidence = []string{fmt.Sprintf("step %s (%s client) ended at %s: %q", c.Step, cr.Kind, e.offset(cr.End), cr.Error)}
 	var bad []string
