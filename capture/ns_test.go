@@ -12,7 +12,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -47,36 +46,23 @@ func needRoot(t *testing.T) {
 	}
 }
 
-// newNamedNS creates a namespace on a thread of its own, which is thrown
-// away afterwards: netns.NewNamed moves the calling thread into the new
-// namespace.
+// newNamedNS creates a namespace, deleted at the end of the test.
 func newNamedNS(t *testing.T, name string) netns.NsHandle {
 	t.Helper()
-	type result struct {
-		h   netns.NsHandle
-		err error
+	h, err := netem.NewNamed(name)
+	if errors.Is(err, os.ErrPermission) {
+		t.Skipf("needs CAP_SYS_ADMIN: creating network namespaces: %v", err)
 	}
-	ch := make(chan result, 1)
-	go func() {
-		runtime.LockOSThread()
-		// No unlock: the thread ends with the goroutine.
-		h, err := netns.NewNamed(name)
-		ch <- result{h, err}
-	}()
-	r := <-ch
-	if errors.Is(r.err, os.ErrPermission) {
-		t.Skipf("needs CAP_SYS_ADMIN: creating network namespaces: %v", r.err)
-	}
-	if r.err != nil {
-		t.Fatalf("create namespace %s: %v", name, r.err)
+	if err != nil {
+		t.Fatal(err)
 	}
 	t.Cleanup(func() {
-		r.h.Close()
+		h.Close()
 		if err := netns.DeleteNamed(name); err != nil {
 			t.Errorf("delete namespace %s: %v", name, err)
 		}
 	})
-	return r.h
+	return h
 }
 
 func newTestLab(t *testing.T) *testLab {

@@ -7,7 +7,6 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"testing"
 
@@ -25,20 +24,11 @@ func outsideNS(t *testing.T) string {
 	b := make([]byte, 4)
 	rand.Read(b)
 	name := "lrtest-" + hex.EncodeToString(b)
-	errc := make(chan error, 1)
-	go func() {
-		// The thread moves into the new namespace and dies with the
-		// goroutine.
-		runtime.LockOSThread()
-		ns, err := netns.NewNamed(name)
-		if err == nil {
-			ns.Close()
-		}
-		errc <- err
-	}()
-	if err := <-errc; err != nil {
+	ns, err := netem.NewNamed(name)
+	if err != nil {
 		t.Fatalf("outside namespace: %v", err)
 	}
+	ns.Close()
 	t.Cleanup(func() { netns.DeleteNamed(name) })
 	return filepath.Join("/run/netns", name)
 }

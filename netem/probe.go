@@ -45,7 +45,7 @@ func Probe() []Capability {
 	b := make([]byte, 3)
 	rand.Read(b)
 	name := "lr-probe-" + hex.EncodeToString(b)
-	ns, err := newNamed(name)
+	ns, err := NewNamed(name)
 	add("network namespaces", err, "created and removed "+name)
 	if err != nil {
 		return caps
@@ -115,8 +115,11 @@ func probeNetem(h *netlink.Handle, l netlink.Link) error {
 	return fmt.Errorf("netem qdisc: %w", err)
 }
 
-// newNamed creates a named namespace on a throwaway thread and opens it.
-func newNamed(name string) (netns.NsHandle, error) {
+// NewNamed creates a namespace bind-mounted as /run/netns/NAME and returns
+// an open handle. netns.NewNamed moves the calling thread into the new
+// namespace, so it runs on a locked thread that is thrown away with its
+// goroutine and never goes back into Go's pool.
+func NewNamed(name string) (netns.NsHandle, error) {
 	errc := make(chan error, 1)
 	go func() {
 		runtime.LockOSThread()

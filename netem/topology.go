@@ -7,7 +7,6 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
-	"runtime"
 	"sort"
 	"strings"
 
@@ -188,33 +187,17 @@ func (t *Topology) adoptNS(host, path string) (*Host, error) {
 	return h, nil
 }
 
-// newNS creates a named namespace on a throwaway thread and records it.
+// newNS creates a named namespace and records it in the journal.
 func (t *Topology) newNS(host string) (*Host, error) {
 	name := NSName(t.RunID, host)
 	h := &Host{Name: host, NSName: name}
-	err := func() error {
-		errc := make(chan error, 1)
-		go func() {
-			runtime.LockOSThread()
-			// netns.NewNamed moves the calling thread into the new namespace;
-			// the thread is discarded with this goroutine.
-			ns, err := netns.NewNamed(name)
-			if err == nil {
-				ns.Close()
-			}
-			errc <- err
-		}()
-		return <-errc
-	}()
+	ns, err := NewNamed(name)
 	if err != nil {
-		return nil, fmt.Errorf("create namespace %s: %w", name, err)
-	}
-	if err := t.j.Add(journal.Entry{Kind: journal.KindNetns, Name: name}); err != nil {
 		return nil, err
 	}
-	ns, err := netns.GetFromName(name)
-	if err != nil {
-		return nil, fmt.Errorf("open namespace %s: %w", name, err)
+	if err := t.j.Add(journal.Entry{Kind: journal.KindNetns, Name: name}); err != nil {
+		ns.Close()
+		return nil, err
 	}
 	h.NS = ns
 	if host != "hub" {

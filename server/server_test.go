@@ -11,7 +11,6 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
-	"runtime"
 	"slices"
 	"strings"
 	"testing"
@@ -216,19 +215,11 @@ func newNS(tb testing.TB) netns.NsHandle {
 		ns  netns.NsHandle
 		err error
 	}
-	ch := make(chan result, 1)
-	go func() {
-		// Never unlocked: the thread has changed namespace and dies with
-		// this goroutine.
-		runtime.LockOSThread()
-		ns, err := netns.NewNamed(name)
-		if err != nil {
-			ch <- result{err: fmt.Errorf("create namespace %s: %w", name, err)}
-			return
-		}
-		ch <- result{ns, setupLinks()}
-	}()
-	r := <-ch
+	var r result
+	r.ns, r.err = netem.NewNamed(name)
+	if r.err == nil {
+		r.err = netem.Do(r.ns, setupLinks)
+	}
 	if r.ns.IsOpen() {
 		tb.Cleanup(func() {
 			r.ns.Close()
