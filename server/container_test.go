@@ -1,7 +1,6 @@
 package server
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -201,43 +200,11 @@ func TestContainerStartStop(t *testing.T) {
 
 			// The CLI client is the root filesystem's, from the client's
 			// namespace, as with the process engine.
-			var out, errOut bytes.Buffer
-			cmd := s.ClientCommand("--batch", "--skip-column-names", "-e", "SELECT 1+1")
-			cmd.Stdout, cmd.Stderr = &out, &errOut
-			if err := netem.Start(l.client.NS, cmd); err != nil {
-				t.Fatal(err)
-			}
-			if err := cmd.Wait(); err != nil {
-				t.Fatalf("client: %v: %s", err, errOut.String())
-			}
-			if got := strings.TrimSpace(out.String()); got != "2" {
-				t.Errorf("client printed %q (stderr %q), want 2", got, errOut.String())
-			}
+			checkCLI(t, s, l.client.NS)
 
-			if err := s.Stop(); err != nil {
-				t.Fatal(err)
-			}
-			if err := s.Stop(); err != nil {
-				t.Errorf("second Stop: %v", err)
-			}
+			stopCleanly(t, s, l.j.Dir)
 			if journal.Exists(journal.Entry{Kind: journal.KindContainer, Name: s.Container}) {
 				t.Errorf("container %s still there after Stop", s.Container)
-			}
-			if _, err := os.Stat(s.RunDir); !errors.Is(err, os.ErrNotExist) {
-				t.Errorf("run directory %s still there: %v", s.RunDir, err)
-			}
-			pending, _ = journal.Pending(l.j.Dir)
-			for _, e := range pending {
-				if e.Kind != journal.KindNetns {
-					t.Errorf("journal still lists %+v after Stop", e)
-				}
-			}
-			log, err := os.ReadFile(s.LogCopy)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if !bytes.Contains(log, []byte("ready for connections")) || bytes.Contains(log, []byte(s.Password)) {
-				t.Errorf("log copy: want 'ready for connections' and no password:\n%s", log)
 			}
 		})
 	}
