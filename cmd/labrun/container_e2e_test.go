@@ -140,25 +140,7 @@ func TestSYNDroppedSameOnBothEngines(t *testing.T) {
 	infos := serverInfo(t, r.dir)
 	counts := map[string]float64{}
 	for _, sc := range r.report.Scenarios {
-		engine := infos[sc.Name].Engine
-		for _, c := range sc.Checks {
-			if c.Type != "syn_retransmits" {
-				continue
-			}
-			got, want := c.Observed["count"].(float64), c.Expected["count"].(float64)
-			if got != want {
-				t.Errorf("%s: observed %v SYN retransmissions, model %v", sc.Name, got, want)
-			}
-			counts[engine] = got
-		}
-		for _, p := range sc.Artifacts.Pcap {
-			if strings.HasSuffix(p, "client.pcap") {
-				oracle := tsharkCount(t, p, "tcp.flags.syn==1 && tcp.flags.ack==0 && tcp.analysis.retransmission")
-				if float64(oracle) != counts[engine] {
-					t.Errorf("%s: tshark counts %d SYN retransmissions, report %v", sc.Name, oracle, counts[engine])
-				}
-			}
-		}
+		counts[infos[sc.Name].Engine], _ = synCountAgrees(t, sc)
 	}
 	if len(counts) != 2 || counts["process"] != counts["container"] {
 		t.Errorf("SYN retransmissions per engine %v, want the same count on process and container", counts)

@@ -79,38 +79,41 @@ type result struct {
 // reportFile is the part of report.json the tests read, decoded as another
 // tool would decode it.
 type reportFile struct {
-	Labrun    string `json:"labrun"`
-	Scenarios []struct {
-		Name        string  `json:"name"`
-		Passed      bool    `json:"passed"`
-		DurationS   float64 `json:"duration_s"`
-		Environment struct {
-			Kernel string `json:"kernel"`
-			Server struct {
-				Flavor  string `json:"flavor"`
-				Version string `json:"version"`
-			} `json:"server"`
-			Sysctls map[string]map[string]string `json:"sysctls"`
-		} `json:"environment"`
-		Phases struct {
-			SetupS    float64 `json:"setup_s"`
-			TimelineS float64 `json:"timeline_s"`
-			AnalysisS float64 `json:"analysis_s"`
-			TeardownS float64 `json:"teardown_s"`
-		} `json:"phases"`
-		Checks []struct {
-			Name     string         `json:"name"`
-			Type     string         `json:"type"`
-			Passed   bool           `json:"passed"`
-			Skipped  bool           `json:"skipped"`
-			Expected map[string]any `json:"expected"`
-			Observed map[string]any `json:"observed"`
-			Evidence []string       `json:"evidence"`
-		} `json:"checks"`
-		Artifacts struct {
-			Pcap []string `json:"pcap"`
-		} `json:"artifacts"`
-	} `json:"scenarios"`
+	Labrun    string           `json:"labrun"`
+	Scenarios []reportScenario `json:"scenarios"`
+}
+
+// reportScenario is one scenario instance of report.json.
+type reportScenario struct {
+	Name        string  `json:"name"`
+	Passed      bool    `json:"passed"`
+	DurationS   float64 `json:"duration_s"`
+	Environment struct {
+		Kernel string `json:"kernel"`
+		Server struct {
+			Flavor  string `json:"flavor"`
+			Version string `json:"version"`
+		} `json:"server"`
+		Sysctls map[string]map[string]string `json:"sysctls"`
+	} `json:"environment"`
+	Phases struct {
+		SetupS    float64 `json:"setup_s"`
+		TimelineS float64 `json:"timeline_s"`
+		AnalysisS float64 `json:"analysis_s"`
+		TeardownS float64 `json:"teardown_s"`
+	} `json:"phases"`
+	Checks []struct {
+		Name     string         `json:"name"`
+		Type     string         `json:"type"`
+		Passed   bool           `json:"passed"`
+		Skipped  bool           `json:"skipped"`
+		Expected map[string]any `json:"expected"`
+		Observed map[string]any `json:"observed"`
+		Evidence []string       `json:"evidence"`
+	} `json:"checks"`
+	Artifacts struct {
+		Pcap []string `json:"pcap"`
+	} `json:"artifacts"`
 }
 
 func labrun(t *testing.T, args ...string) result {
@@ -260,16 +263,30 @@ func TestSYNDroppedAgreesWithModelAndTshark(t *testing.T) {
 		t.Fatalf("want exit 0: %s", r)
 	}
 	sc := r.report.Scenarios[0]
-	var syn map[string]any
-	var want float64
+	_, clientPcap := synCountAgrees(t, sc)
+	if st, err := os.Stat(clientPcap); err != nil || st.Mode().Perm() != 0o600 {
+		t.Errorf("pcap mode: %v %v", st.Mode(), err)
+	}
+	assertUnchanged(t, before)
+}
+
+// synCountAgrees requires the scenario's observed SYN retransmission count
+// to equal the model's and tshark's count in the client's pcap; it returns
+// the count and that pcap.
+func synCountAgrees(t *testing.T, sc reportScenario) (float64, string) {
+	t.Helper()
+	var got, want float64
+	found := false
 	for _, c := range sc.Checks {
 		if c.Type == "syn_retransmits" {
-			syn, want = c.Observed, c.Expected["count"].(float64)
+			got, want, found = c.Observed["count"].(float64), c.Expected["count"].(float64), true
 		}
 	}
-	got := syn["count"].(float64)
+	if !found {
+		t.Fatalf("%s: no syn_retransmits check", sc.Name)
+	}
 	if got != want {
-		t.Errorf("observed %v SYN retransmissions, model %v", got, want)
+		t.Errorf("%s: observed %v SYN retransmissions, model %v", sc.Name, got, want)
 	}
 	var clientPcap string
 	for _, p := range sc.Artifacts.Pcap {
@@ -279,12 +296,9 @@ func TestSYNDroppedAgreesWithModelAndTshark(t *testing.T) {
 	}
 	oracle := tsharkCount(t, clientPcap, "tcp.flags.syn==1 && tcp.flags.ack==0 && tcp.analysis.retransmission")
 	if float64(oracle) != got {
-		t.Errorf("tshark counts %d SYN retransmissions in %s, report says %v", oracle, clientPcap, got)
+		t.Errorf("%s: tshark counts %d SYN retransmissions in %s, report says %v", sc.Name, oracle, clientPcap, got)
 	}
-	if st, err := os.Stat(clientPcap); err != nil || st.Mode().Perm() != 0o600 {
-		t.Errorf("pcap mode: %v %v", st.Mode(), err)
-	}
-	assertUnchanged(t, before)
+	return got, clientPcap
 }
 
 // One sysctl edit moves the model and the kernel together: the expected
