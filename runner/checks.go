@@ -394,11 +394,9 @@ func (e *evalEnv) finding(c *Check, out *reports.Check, observed int) {
 		return
 	}
 	if n, ok := asInt(c.Documented.Value); ok && n != observed {
-		out.Finding = fmt.Sprintf("the article reported %d, this kernel (%s) did %d: %s", n, e.r.kernel(), observed, out.Explain)
+		out.Finding = fmt.Sprintf("the article reported %d, this kernel (%s) did %d: %s", n, e.r.kernelRel, observed, out.Explain)
 	}
 }
-
-func (r *run) kernel() string { return kernelRelease() }
 
 func asInt(v any) (int, bool) {
 	switch x := v.(type) {

@@ -80,6 +80,8 @@ type run struct {
 	counts  []*netem.Counter
 
 	// sessions are the named client connections open across steps.
+	kernelRel string // read once, for the report and the findings
+
 	sessions map[string]*client.Session
 	plist    *client.ProcesslistSampler
 	threads  []client.ServerSample
@@ -107,6 +109,7 @@ func Run(ctx context.Context, sc *Scenario, opt Options) (*reports.Scenario, err
 	r := &run{sc: sc, opt: opt, id: NewRunID(), rules: map[string]*netem.Rules{}, caps: map[string]*capture.Capture{},
 		pcaps: map[string]string{}, steps: map[string]*stepResult{}, sysctls: map[string]map[string]string{},
 		sessions: map[string]*client.Session{}}
+	r.kernelRel = kernelRelease()
 	r.log = opt.Log.With("scenario", sc.Name, "run", r.id)
 	r.flavor, r.engine, r.image = sc.Server.Flavor, sc.Server.Engine, sc.Server.Image
 	if opt.Flavor != "" && opt.Flavor != r.flavor {
@@ -120,7 +123,7 @@ func Run(ctx context.Context, sc *Scenario, opt Options) (*reports.Scenario, err
 		r.engine = server.EngineProcess
 	}
 	rep := &reports.Scenario{Name: sc.Name, File: sc.File, Tags: sc.Tags, Source: sc.Source.Map(),
-		Environment: reports.Environment{Kernel: kernelRelease(), Sysctls: r.sysctls, Hosts: map[string]string{}},
+		Environment: reports.Environment{Kernel: r.kernelRel, Sysctls: r.sysctls, Hosts: map[string]string{}},
 		Checks:      []*reports.Check{}, Artifacts: reports.Artifacts{Pcap: []string{}}}
 	rep.Environment.Server = reports.ServerInfo{Flavor: r.flavor, Engine: r.engine, Image: r.image}
 	started := time.Now()
