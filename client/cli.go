@@ -165,12 +165,8 @@ func pace(ctx context.Context, r *Result, out io.Reader, st Stream, keep *bytes.
 				if n == every {
 					r.event("streaming: pausing %s every %d rows", st.Pause, every)
 				}
-				t := time.NewTimer(st.Pause)
-				select {
-				case <-t.C:
-				case <-ctx.Done():
-					t.Stop()
-					return ctx.Err()
+				if err := pause(ctx, st.Pause); err != nil {
+					return err
 				}
 			}
 		}

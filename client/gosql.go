@@ -271,12 +271,8 @@ func query(ctx context.Context, r *Result, dc driver.Conn, s string, stream *Str
 			if r != nil && n == every {
 				r.event("streaming: pausing %s every %d rows", stream.Pause, every)
 			}
-			t := time.NewTimer(stream.Pause)
-			select {
-			case <-t.C:
-			case <-ctx.Done():
-				t.Stop()
-				return n, first, ctx.Err()
+			if err := pause(ctx, stream.Pause); err != nil {
+				return n, first, err
 			}
 		}
 	}
@@ -304,4 +300,17 @@ func (r *Result) fail(err error) {
 	}
 	r.Errno = errnoOf(err)
 	r.event("error: %v", err)
+}
+
+// pause is a streaming reader's sleep, cut short by ctx. It is a variable
+// so that tests count pauses instead of timing them.
+var pause = func(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 }
