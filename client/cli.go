@@ -14,13 +14,17 @@ import (
 
 	"github.com/labrun/labrun/journal"
 	"github.com/labrun/labrun/netem"
-	"github.com/labrun/labrun/server"
 	"github.com/vishvananda/netns"
 )
 
+func init() {
+	register(Kind{Name: KindCLI, Doc: "The flavor's own command-line client (mysql or mariadb) from its root filesystem, run once with every statement in one -e, as the articles did from a shell.",
+		Options: []string{"stream"}, run: runCLI})
+}
+
 // runCLI runs the flavor's own client once, with all statements in one -e,
 // as the articles did from a shell.
-func runCLI(ctx context.Context, ns netns.NsHandle, srv *server.Server, spec Spec, j *journal.Journal) *Result {
+func runCLI(ctx context.Context, ns netns.NsHandle, t Target, spec Spec, j *journal.Journal) *Result {
 	r := &Result{Kind: KindCLI}
 	args := []string{"--batch"}
 	if spec.ConnectTimeout > 0 {
@@ -52,7 +56,7 @@ func runCLI(ctx context.Context, ns netns.NsHandle, srv *server.Server, spec Spe
 	if len(sql) > 0 {
 		args = append(args, "-e", strings.Join(sql, ";\n"))
 	}
-	cmd := srv.ClientCommand(args...)
+	cmd := t.Command(args...)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	var (

@@ -6,8 +6,13 @@ package client
 
 import (
 	"context"
+	"net/netip"
+	"os/exec"
+	"sort"
+
 	"errors"
 	"fmt"
+	"github.com/go-sql-driver/mysql"
 	"regexp"
 	"strconv"
 	"sync"
@@ -15,7 +20,6 @@ import (
 	"time"
 
 	"github.com/labrun/labrun/journal"
-	"github.com/labrun/labrun/server"
 	"github.com/vishvananda/netns"
 )
 
@@ -101,19 +105,89 @@ func (r *Result) event(format string, args ...any) {
 	r.Events = append(r.Events, Event{Time: time.Now(), What: fmt.Sprintf(format, args...)})
 }
 
-// Run runs one client session from namespace ns against srv. It returns when
+// Target is the server a client dials: its address on the lab network, the
+// lab account, and a command line of the flavor's own client already
+// pointed at it (the server package makes one; the client never needs the
+// server itself).
+type Target struct {
+	Flavor   string
+	Addr     netip.AddrPort
+	User     string
+	Password string
+	// Command returns the flavor's CLI with args after its connection
+	// options; its Err says why when the CLI is not available.
+	Command func(args ...string) *exec.Cmd
+}
+
+// DSNConfig is go-sql-driver's configuration for the target over TCP.
+func (t Target) DSNConfig() *mysql.Config {
+	c := mysql.NewConfig()
+	c.Net = "tcp"
+	c.Addr = t.Addr.String()
+	c.User = t.User
+	c.Passwd = t.Password
+	return c
+}
+
+// Run runs one client session from namespace ns against t. It returns when
 // the session ends or ctx is done; a cli process is killed on ctx.
-func Run(ctx context.Context, ns netns.NsHandle, srv *server.Server, spec Spec, j *journal.Journal) *Result {
-	switch spec.Kind {
-	case KindGo:
-		return runGo(ctx, ns, srv, spec)
-	case KindCLI:
-		return runCLI(ctx, ns, srv, spec, j)
+func Run(ctx context.Context, ns netns.NsHandle, t Target, spec Spec, j *journal.Journal) *Result {
+	if k, ok := KindOf(spec.Kind); ok {
+		return k.run(ctx, ns, t, spec, j)
 	}
 	r := &Result{Kind: spec.Kind, Start: time.Now()}
 	r.End = r.Start
 	r.Error = fmt.Errorf("%w %q", ErrUnknownKind, spec.Kind).Error()
 	return r
+}
+
+// Kind is one kind of client, registered by name from the file that
+// implements it.
+type Kind struct {
+	Name string
+	// Doc is one sentence for the scenario format's docs.
+	Doc string
+	// Options are the step options the kind honours beyond sql, database
+	// and connect_timeout (read_timeout, session, stream, ...); the
+	// scenario loader refuses the others for this kind, since accepting
+	// them would promise a behaviour that never happens.
+	Options []string
+	run     func(ctx context.Context, ns netns.NsHandle, t Target, spec Spec, j *journal.Journal) *Result
+}
+
+var kinds = map[string]Kind{}
+
+func register(k Kind) {
+	if _, dup := kinds[k.Name]; dup {
+		panic("client: kind registered twice: " + k.Name)
+	}
+	kinds[k.Name] = k
+}
+
+// KindOf returns a registered client kind.
+func KindOf(name string) (Kind, bool) {
+	k, ok := kinds[name]
+	return k, ok
+}
+
+// Kinds returns the registered client kinds, sorted by name.
+func Kinds() []Kind {
+	out := make([]Kind, 0, len(kinds))
+	for _, k := range kinds {
+		out = append(out, k)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out
+}
+
+// Supports reports whether the kind honours an option.
+func (k Kind) Supports(option string) bool {
+	for _, o := range k.Options {
+		if o == option {
+			return true
+		}
+	}
+	return false
 }
 
 // errorLine matches the command-line clients' error lines, e.g.

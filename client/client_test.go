@@ -189,7 +189,7 @@ func TestResultFail(t *testing.T) {
 }
 
 func TestRunUnknownKind(t *testing.T) {
-	r := Run(context.Background(), 0, nil, Spec{Kind: "odbc"}, nil)
+	r := Run(context.Background(), 0, Target{}, Spec{Kind: "odbc"}, nil)
 	if !r.Failed() || r.Kind != "odbc" || r.Error != `unknown client kind "odbc"` {
 		t.Errorf("Run(kind odbc) = %+v, want a failed result naming the kind", r)
 	}

@@ -15,10 +15,18 @@ import (
 	"time"
 
 	"github.com/go-sql-driver/mysql"
+	"github.com/labrun/labrun/journal"
 	"github.com/labrun/labrun/netem"
-	"github.com/labrun/labrun/server"
 	"github.com/vishvananda/netns"
 )
+
+func init() {
+	register(Kind{Name: KindGo, Doc: "go-sql-driver/mysql, dialing from inside the host's namespace; one connection per step, or a named session that stays open across steps.",
+		Options: []string{"read_timeout", "write_timeout", "session", "close", "stream", "rcvbuf"},
+		run: func(ctx context.Context, ns netns.NsHandle, t Target, spec Spec, _ *journal.Journal) *Result {
+			return runGo(ctx, ns, t, spec)
+		}})
+}
 
 // driverLog collects go-sql-driver's log lines into the result of the step
 // running on the session: the driver reports the real cause of "invalid
@@ -45,10 +53,10 @@ type Session struct {
 
 // Open connects a session from namespace ns. The Result describes the
 // connection attempt; on error the session is nil.
-func Open(ctx context.Context, ns netns.NsHandle, srv *server.Server, name string, spec Spec) (*Session, *Result) {
+func Open(ctx context.Context, ns netns.NsHandle, t Target, name string, spec Spec) (*Session, *Result) {
 	r := &Result{Kind: KindGo, Start: time.Now()}
 	s := &Session{Name: name, log: r}
-	cfg := srv.DSNConfig()
+	cfg := t.DSNConfig()
 	cfg.DBName = spec.Database
 	cfg.Timeout = spec.ConnectTimeout
 	cfg.ReadTimeout = spec.ReadTimeout
@@ -132,8 +140,8 @@ func (s *Session) Close() error {
 }
 
 // runGo is one session for one step: connect, statements, close.
-func runGo(ctx context.Context, ns netns.NsHandle, srv *server.Server, spec Spec) *Result {
-	s, r := Open(ctx, ns, srv, "", spec)
+func runGo(ctx context.Context, ns netns.NsHandle, t Target, spec Spec) *Result {
+	s, r := Open(ctx, ns, t, "", spec)
 	if s == nil {
 		return r
 	}

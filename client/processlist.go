@@ -9,7 +9,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/labrun/labrun/server"
 	"github.com/vishvananda/netns"
 )
 
@@ -60,11 +59,11 @@ type ProcesslistSampler struct {
 
 // StartProcesslist opens the admin session and samples every period (at
 // least 20 ms) until Stop.
-func StartProcesslist(ctx context.Context, ns netns.NsHandle, srv *server.Server, every time.Duration) (*ProcesslistSampler, error) {
+func StartProcesslist(ctx context.Context, ns netns.NsHandle, t Target, every time.Duration) (*ProcesslistSampler, error) {
 	if every < 20*time.Millisecond {
 		every = 20 * time.Millisecond
 	}
-	s, r := Open(ctx, ns, srv, "processlist", Spec{Kind: KindGo, ReadTimeout: 10 * time.Second})
+	s, r := Open(ctx, ns, t, "processlist", Spec{Kind: KindGo, ReadTimeout: 10 * time.Second})
 	if s == nil {
 		return nil, errors.New("processlist session: " + r.Error)
 	}

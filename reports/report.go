@@ -146,6 +146,10 @@ type Artifacts struct {
 	Pcap    []string `json:"pcap"`
 	Logs    []string `json:"logs,omitempty"`
 	Samples string   `json:"samples,omitempty"`
+	// Observations is everything the checks read, for replaying them
+	// offline; Scenario is the scenario file as it ran.
+	Observations string `json:"observations,omitempty"`
+	Scenario     string `json:"scenario,omitempty"`
 }
 
 // Documented is the article's value for a check. Its JSON names match

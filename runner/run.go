@@ -16,10 +16,12 @@ import (
 	"time"
 
 	"github.com/labrun/labrun/capture"
+	"github.com/labrun/labrun/checks"
 	"github.com/labrun/labrun/client"
 	"github.com/labrun/labrun/journal"
 	"github.com/labrun/labrun/netem"
 	"github.com/labrun/labrun/reports"
+	"github.com/labrun/labrun/scenarios"
 	"github.com/labrun/labrun/server"
 	"github.com/labrun/labrun/tcpmodel"
 	"github.com/vishvananda/netns"
@@ -43,19 +45,9 @@ type Options struct {
 	Log            *slog.Logger
 }
 
-// stepResult is what one timeline step did.
-type stepResult struct {
-	step    *Step
-	start   time.Time
-	end     time.Time
-	err     error
-	client  *client.Result
-	counter *netem.Counter
-}
-
 // run is one scenario in progress.
 type run struct {
-	sc     *Scenario
+	sc     *scenarios.Scenario
 	opt    Options
 	id     string
 	log    *slog.Logger
@@ -75,7 +67,7 @@ type run struct {
 	sysctls map[string]map[string]string
 	t0      time.Time
 	mu      sync.Mutex
-	steps   map[string]*stepResult
+	steps   map[string]*checks.Step
 	samples []capture.Sample
 	counts  []*netem.Counter
 
@@ -99,7 +91,7 @@ func NewRunID() string {
 // for an infrastructure problem (ErrInfra), an interruption
 // (ErrInterrupted) or an incomplete teardown (ErrCleanup); failed checks are
 // in the report, not in the error.
-func Run(ctx context.Context, sc *Scenario, opt Options) (*reports.Scenario, error) {
+func Run(ctx context.Context, sc *scenarios.Scenario, opt Options) (*reports.Scenario, error) {
 	if opt.Slow <= 0 {
 		opt.Slow = 1
 	}
@@ -107,7 +99,7 @@ func Run(ctx context.Context, sc *Scenario, opt Options) (*reports.Scenario, err
 		opt.Log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	}
 	r := &run{sc: sc, opt: opt, id: NewRunID(), rules: map[string]*netem.Rules{}, caps: map[string]*capture.Capture{},
-		pcaps: map[string]string{}, steps: map[string]*stepResult{}, sysctls: map[string]map[string]string{},
+		pcaps: map[string]string{}, steps: map[string]*checks.Step{}, sysctls: map[string]map[string]string{},
 		sessions: map[string]*client.Session{}}
 	r.kernelRel = kernelRelease()
 	r.log = opt.Log.With("scenario", sc.Name, "run", r.id)
@@ -122,19 +114,18 @@ func Run(ctx context.Context, sc *Scenario, opt Options) (*reports.Scenario, err
 	if r.engine == "" {
 		r.engine = server.EngineProcess
 	}
-	rep := &reports.Scenario{Name: sc.Name, File: sc.File, Tags: sc.Tags, Source: sc.Source.Map(),
+	rep := &reports.Scenario{Name: sc.Name, File: sc.File, Tags: sc.Tags, Source: sourceMap(sc.Source),
 		Environment: reports.Environment{Kernel: r.kernelRel, Sysctls: r.sysctls, Hosts: map[string]string{}},
 		Checks:      []*reports.Check{}, Artifacts: reports.Artifacts{Pcap: []string{}}}
 	rep.Environment.Server = reports.ServerInfo{Flavor: r.flavor, Engine: r.engine, Image: r.image}
 	started := time.Now()
-	// A kernel without sch_netem cannot run the scenario at all: it is
-	// skipped before anything is created, and the reason says why.
-	if sc.UsesNetem() {
-		if err := netem.NetemAvailable(); err != nil {
-			rep.Skipped, rep.Passed = true, true
-			rep.SkipReason = "needs sch_netem: " + err.Error()
-			return rep, nil
-		}
+	// A machine without what a step or check needs (sch_netem for the
+	// netem action) cannot run the scenario at all: it is skipped before
+	// anything is created, and the reason says why.
+	if why := sc.Missing(); why != "" {
+		rep.Skipped, rep.Passed = true, true
+		rep.SkipReason = why
+		return rep, nil
 	}
 
 	var runErr error
@@ -169,11 +160,22 @@ func Run(ctx context.Context, sc *Scenario, opt Options) (*reports.Scenario, err
 	if runErr != nil {
 		rep.Error = runErr.Error()
 	}
-	rep.Passed = runErr == nil && len(rep.Checks) > 0
+	// A scenario passes on checks that ran and passed; one whose every
+	// check was skipped (all for other flavors) checked nothing.
+	evaluated := 0
+	for _, c := range rep.Checks {
+		if !c.Skipped {
+			evaluated++
+		}
+	}
+	rep.Passed = runErr == nil && evaluated > 0
 	for _, c := range rep.Checks {
 		if !c.Passed && !c.Skipped {
 			rep.Passed = false
 		}
+	}
+	if runErr == nil && evaluated == 0 && len(rep.Checks) > 0 {
+		rep.Error = fmt.Sprintf("every check was skipped on this server (%s): nothing was checked", r.flavor)
 	}
 	if cerr != nil {
 		if runErr == nil {
@@ -195,8 +197,8 @@ func since(t time.Time) float64 { return round3(time.Since(t).Seconds()) }
 
 func round3(f float64) float64 { return float64(int64(f*1000+0.5)) / 1000 }
 
-// Map returns the source as a report map.
-func (s Source) Map() map[string]string {
+// sourceMap returns the source as a report map.
+func sourceMap(s scenarios.Source) map[string]string {
 	m := map[string]string{}
 	for k, v := range map[string]string{"article": s.Article, "title": s.Title, "kernel": s.Kernel, "server": s.Server} {
 		if v != "" {
@@ -219,7 +221,7 @@ func infra(format string, args ...any) error {
 }
 
 // hostNames returns the scenario's host names, sorted.
-func (s *Scenario) hostNames() []string {
+func hostNames(s *scenarios.Scenario) []string {
 	names := make([]string, 0, len(s.Hosts))
 	for n := range s.Hosts {
 		names = append(names, n)
@@ -248,7 +250,7 @@ func (r *run) setup(ctx context.Context, rep *reports.Scenario) error {
 		return infra("subnet: %w", err)
 	}
 	spec := netem.Spec{RunID: r.id, Subnet: subnet}
-	for _, n := range sc.hostNames() {
+	for _, n := range hostNames(sc) {
 		a, err := netip.ParseAddr(sc.Hosts[n].Address)
 		if err != nil {
 			return infra("host %s address: %w", n, err)
@@ -266,7 +268,7 @@ func (r *run) setup(ctx context.Context, rep *reports.Scenario) error {
 	if err != nil {
 		return infra("network: %w", err)
 	}
-	for _, n := range sc.hostNames() {
+	for _, n := range hostNames(sc) {
 		if h, ok := topo.Hosts[n]; ok {
 			if err := r.hostSetup(n, h); err != nil {
 				return infra("%w", err)
@@ -313,7 +315,7 @@ func (r *run) setup(ctx context.Context, rep *reports.Scenario) error {
 	rep.Environment.Server.Image = srv.ImageRef
 	sh := topo.Hosts[sc.Server.Host]
 	if len(sc.Server.Setup) > 0 {
-		res := client.Run(ctx, sh.NS, srv, client.Spec{Kind: client.KindGo, SQL: sc.Server.Setup}, j)
+		res := client.Run(ctx, sh.NS, r.Target(), client.Spec{Kind: client.KindGo, SQL: sc.Server.Setup}, j)
 		if res.Failed() {
 			return infra("server setup SQL: %s", res.Error)
 		}
@@ -325,13 +327,13 @@ func (r *run) setup(ctx context.Context, rep *reports.Scenario) error {
 			return infra("capture on %s: %w", n, err)
 		}
 		r.caps[n], r.pcaps[n] = c, p
-		rep.Artifacts.Pcap = append(rep.Artifacts.Pcap, p)
+		rep.Artifacts.Pcap = append(rep.Artifacts.Pcap, r.rel(p))
 	}
 	for _, o := range sc.Observe.Sockets {
 		r.samp = append(r.samp, capture.StartSampler(topo.Hosts[o.Host].NS, o.Host, o.Port, o.Every.D()))
 	}
 	if pl := sc.Observe.Processlist; pl != nil {
-		p, err := client.StartProcesslist(ctx, sh.NS, srv, pl.Every.D())
+		p, err := client.StartProcesslist(ctx, sh.NS, r.Target(), pl.Every.D())
 		if err != nil {
 			return infra("%w", err)
 		}
@@ -392,7 +394,7 @@ func (r *run) stopObservers() {
 			r.log.Warn("capture stop", "host", n, "err", err)
 		}
 	}
-	for _, n := range r.sc.hostNames() {
+	for _, n := range hostNames(r.sc) {
 		if rs, ok := r.rules[n]; ok && r.topo != nil {
 			cs, err := rs.Counters()
 			if err != nil {
@@ -449,76 +451,54 @@ func (r *run) teardown() error {
 	return nil
 }
 
-// Instances expands a scenario into one scenario per server it runs on:
-// the entries of its servers list, or its server alone. flavors and
-// engines, when given (the command line's), choose instead every pair of a
-// flavor and an engine (one left empty keeps the scenario's own), keeping
-// a listed server, with its image and variables, where one matches the
-// pair. An instance shares everything but its name and server with sc; its
-// name carries its server ("lab-e/syn-dropped [mariadb/container]") when
-// the scenario runs on more than one.
-func Instances(sc *Scenario, flavors, engines []string) []*Scenario {
-	variants := sc.Servers
-	if len(variants) == 0 {
-		variants = []ServerVariant{{Flavor: sc.Server.Flavor, Engine: sc.Server.Engine, Image: sc.Server.Image}}
+// rel makes an artifact's path relative to the report directory, so that
+// the directory can be moved or uploaded and report.json and the HTML
+// still point at its files.
+func (r *run) rel(p string) string {
+	if r.opt.ReportDir == "" {
+		return p
 	}
-	if len(flavors) > 0 || len(engines) > 0 {
-		if len(flavors) == 0 {
-			flavors = distinct(variants, func(v ServerVariant) string { return v.Flavor })
-		}
-		if len(engines) == 0 {
-			engines = distinct(variants, func(v ServerVariant) string { return v.Engine })
-		}
-		var chosen []ServerVariant
-		for _, f := range flavors {
-			for _, e := range engines {
-				matched := false
-				for _, v := range variants {
-					if v.Flavor == f && v.Engine == e {
-						chosen = append(chosen, v)
-						matched = true
-					}
-				}
-				if !matched {
-					chosen = append(chosen, ServerVariant{Flavor: f, Engine: e})
-				}
-			}
-		}
-		variants = chosen
+	if rp, err := filepath.Rel(r.opt.ReportDir, p); err == nil {
+		return filepath.ToSlash(rp)
 	}
-	out := make([]*Scenario, 0, len(variants))
-	for _, v := range variants {
-		inst := *sc
-		inst.Servers = nil
-		inst.Server.Flavor, inst.Server.Engine, inst.Server.Image = v.Flavor, v.Engine, v.Image
-		if len(v.Variables) > 0 {
-			vars := make(map[string]string, len(sc.Server.Variables)+len(v.Variables))
-			for k, val := range sc.Server.Variables {
-				vars[k] = val
-			}
-			for k, val := range v.Variables {
-				vars[k] = val
-			}
-			inst.Server.Variables = vars
-		}
-		if len(variants) > 1 {
-			inst.Name = sc.Name + " [" + v.Label() + "]"
-		}
-		out = append(out, &inst)
-	}
-	return out
+	return p
 }
 
-// distinct returns the values of key over vs, in order of first
-// appearance.
-func distinct(vs []ServerVariant, key func(ServerVariant) string) []string {
-	var out []string
-	seen := map[string]bool{}
-	for _, v := range vs {
-		if k := key(v); !seen[k] {
-			seen[k] = true
-			out = append(out, k)
-		}
+// Host, Rules, SetSysctls, Target, Journal, Session and SetSession make a
+// run the environment step actions apply themselves in (actions.Env).
+
+func (r *run) Host(name string) *netem.Host { return r.topo.Hosts[name] }
+
+func (r *run) Rules(host string) *netem.Rules { return r.rules[host] }
+
+func (r *run) SetSysctls(host string, kv map[string]string) error {
+	got, err := r.topo.Hosts[host].SetSysctls(kv)
+	r.mu.Lock()
+	for k, v := range got {
+		r.sysctls[host][k] = v
 	}
-	return out
+	r.mu.Unlock()
+	return err
+}
+
+func (r *run) Target() client.Target {
+	return client.Target{Flavor: r.srv.Flavor, Addr: r.srv.Addr, User: r.srv.User, Password: r.srv.Password, Command: r.srv.ClientCommand}
+}
+
+func (r *run) Journal() *journal.Journal { return r.j }
+
+func (r *run) Session(name string) *client.Session {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.sessions[name]
+}
+
+func (r *run) SetSession(name string, s *client.Session) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if s == nil {
+		delete(r.sessions, name)
+		return
+	}
+	r.sessions[name] = s
 }

@@ -9,8 +9,9 @@ import (
 	"sync"
 	"time"
 
-	"github.com/labrun/labrun/client"
-	"github.com/labrun/labrun/netem"
+	"github.com/labrun/labrun/actions"
+	"github.com/labrun/labrun/checks"
+	"github.com/labrun/labrun/scenarios"
 )
 
 // errLimit marks a timeline that did not finish within the scenario's limit.
@@ -30,7 +31,7 @@ func (r *run) timeline(ctx context.Context) error {
 	errc := make(chan error, len(r.sc.Timeline))
 	for _, s := range r.sc.Timeline {
 		wg.Add(1)
-		go func(s *Step) {
+		go func(s *scenarios.Step) {
 			defer wg.Done()
 			defer close(done[s.Name])
 			if !r.wait(tctx, s, done) {
@@ -40,8 +41,8 @@ func (r *run) timeline(ctx context.Context) error {
 			r.mu.Lock()
 			r.steps[s.Name] = res
 			r.mu.Unlock()
-			if res.err != nil {
-				errc <- fmt.Errorf("step %s: %w", s.Name, res.err)
+			if res.Error != "" {
+				errc <- fmt.Errorf("step %s: %s", s.Name, res.Error)
 			}
 		}(s)
 	}
@@ -61,7 +62,7 @@ func (r *run) timeline(ctx context.Context) error {
 		var pending []string
 		for _, s := range r.sc.Timeline {
 			res := r.steps[s.Name]
-			if res == nil || res.end.IsZero() || res.end.Sub(r.t0) >= r.sc.Limit.D() {
+			if res == nil || res.End.IsZero() || res.End.Sub(r.t0) >= r.sc.Limit.D() {
 				pending = append(pending, s.Name)
 			}
 		}
@@ -73,7 +74,7 @@ func (r *run) timeline(ctx context.Context) error {
 
 // wait blocks until the step may start; false means the timeline ended
 // first.
-func (r *run) wait(ctx context.Context, s *Step, done map[string]chan struct{}) bool {
+func (r *run) wait(ctx context.Context, s *scenarios.Step, done map[string]chan struct{}) bool {
 	var at time.Time
 	if s.At != nil {
 		at = r.t0.Add(s.At.D())
@@ -95,129 +96,18 @@ func (r *run) wait(ctx context.Context, s *Step, done map[string]chan struct{}) 
 	}
 }
 
-// vanishRules drop every IPv4 packet in and out of a host's namespace. ARP
-// is not IP, so the host still answers it and its peers keep sending: the
-// host is gone without a FIN, a RST or an unreachable neighbour.
-var vanishRules = []string{"-A INPUT -j DROP", "-A OUTPUT -j DROP"}
-
-func (r *run) vanish(s *Step, gone bool) error {
-	for _, txt := range vanishRules {
-		if !gone {
-			txt = "-D" + strings.TrimPrefix(txt, "-A")
-		}
-		rule, err := netem.ParseRule(txt)
-		if err != nil {
-			return err
-		}
-		if _, err := r.rules[s.Host].Apply(rule, s.Name); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-// runClient runs a client step: alone, or on a named session that stays
-// open across steps.
-func (r *run) runClient(ctx context.Context, s *Step, h *netem.Host) *client.Result {
-	c := s.Client
-	spec := client.Spec{Kind: c.Kind, Host: s.Host, Database: c.Database,
-		ConnectTimeout: c.ConnectTimeout.D(), ReadTimeout: c.ReadTimeout.D(), WriteTimeout: c.WriteTimeout.D(), RcvBuf: c.RcvBuf}
-	if c.Stream != nil {
-		spec.Stream = &client.Stream{Pause: c.Stream.Pause.D(), Rows: c.Stream.Rows}
-	}
-	started := time.Now()
-	for _, stmt := range c.SQL {
-		x, err := client.Expand(stmt, r.sessionID)
-		if err != nil {
-			res := &client.Result{Kind: c.Kind, Start: started, End: time.Now()}
-			res.Error = err.Error()
-			return res
-		}
-		spec.SQL = append(spec.SQL, x)
-	}
-	if c.Session == "" {
-		return client.Run(ctx, h.NS, r.srv, spec, r.j)
-	}
-	r.mu.Lock()
-	sess := r.sessions[c.Session]
-	r.mu.Unlock()
-	var opened *client.Result
-	if sess == nil {
-		sess, opened = client.Open(ctx, h.NS, r.srv, c.Session, spec)
-		if sess == nil {
-			return opened
-		}
-		r.mu.Lock()
-		r.sessions[c.Session] = sess
-		r.mu.Unlock()
-	}
-	res := sess.Run(ctx, spec)
-	if opened != nil {
-		res.Start = opened.Start
-		res.Events = append(opened.Events, res.Events...)
-	}
-	if c.Close {
-		sess.Close()
-		r.mu.Lock()
-		delete(r.sessions, c.Session)
-		r.mu.Unlock()
-	}
-	return res
-}
-
-// sessionID is the server thread id of an open session.
-func (r *run) sessionID(name string) (int64, bool) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	s, ok := r.sessions[name]
-	if !ok {
-		return 0, false
-	}
-	return s.ID, true
-}
-
 // do performs one step's action.
-func (r *run) do(ctx context.Context, s *Step) *stepResult {
-	res := &stepResult{step: s, start: time.Now()}
-	h := r.topo.Hosts[s.Host]
-	switch {
-	case s.Iptables != "":
-		rule, err := netem.ParseRule(s.Iptables)
-		if err == nil {
-			res.counter, err = r.rules[s.Host].Apply(rule, s.Name)
-		}
-		res.err = err
-	case len(s.Sysctl) > 0:
-		got, err := h.SetSysctls(s.Sysctl)
-		res.err = err
-		r.mu.Lock()
-		for k, v := range got {
-			r.sysctls[s.Host][k] = v
-		}
-		r.mu.Unlock()
-	case s.Netem != nil:
-		var imp netem.Impairment
-		if !s.Netem.Remove {
-			imp.Delay, imp.Jitter = s.Netem.Delay.D(), s.Netem.Jitter.D()
-			if s.Netem.Loss != "" {
-				imp.Loss, _ = netem.ParsePercent(s.Netem.Loss)
-			}
-		}
-		res.err = h.Impair(imp)
-	case s.Sleep != nil:
-		t := time.NewTimer(s.Sleep.D())
-		select {
-		case <-t.C:
-		case <-ctx.Done():
-			t.Stop()
-		}
-	case s.Vanish != nil:
-		res.err = r.vanish(s, *s.Vanish)
-	case s.Client != nil:
-		res.client = r.runClient(ctx, s, h)
-		res.start = res.client.Start
+func (r *run) do(ctx context.Context, s *scenarios.Step) *checks.Step {
+	res := &checks.Step{Name: s.Name, Host: s.Host, Kind: s.Kind, Start: time.Now()}
+	out, err := actions.Apply(ctx, r, s)
+	if err != nil {
+		res.Error = err.Error()
 	}
-	res.end = time.Now()
-	r.log.Info("step done", "step", s.Name, "at", res.start.Sub(r.t0), "took", res.end.Sub(res.start))
+	res.Client, res.Counter = out.Client, out.Counter
+	if res.Client != nil {
+		res.Start = res.Client.Start
+	}
+	res.End = time.Now()
+	r.log.Info("step done", "step", s.Name, "at", res.Start.Sub(r.t0), "took", res.End.Sub(res.Start))
 	return res
 }

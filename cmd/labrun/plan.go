@@ -7,8 +7,9 @@ import (
 	"strings"
 	"text/tabwriter"
 
+	"github.com/labrun/labrun/checks"
 	"github.com/labrun/labrun/reports"
-	"github.com/labrun/labrun/runner"
+	"github.com/labrun/labrun/scenarios"
 	"github.com/spf13/cobra"
 )
 
@@ -27,14 +28,14 @@ func newPlanCmd() *cobra.Command {
 			}
 			var bad []string
 			out := cmd.OutOrStdout()
-			all := map[string][]runner.PlannedCheck{}
+			all := map[string][]checks.PlannedCheck{}
 			for _, p := range files {
-				sc, err := runner.Load(p)
+				sc, err := scenarios.Load(p)
 				if err != nil {
 					bad = append(bad, err.Error())
 					continue
 				}
-				plan := runner.Plan(sc)
+				plan := checks.Plan(sc)
 				all[sc.Name] = plan
 				if asJSON {
 					continue

@@ -14,6 +14,7 @@ import (
 
 	"github.com/labrun/labrun/reports"
 	"github.com/labrun/labrun/runner"
+	"github.com/labrun/labrun/scenarios"
 	"github.com/labrun/labrun/server"
 	"github.com/spf13/cobra"
 )
@@ -136,17 +137,17 @@ func runScenarios(cmd *cobra.Command, f *runFlags, args []string) error {
 		return exitWith(exitUsage, err)
 	}
 	// Every file is validated before anything is touched.
-	var scs []*runner.Scenario
+	var scs []*scenarios.Scenario
 	var bad []string
 	for _, p := range files {
-		sc, err := runner.Load(p)
+		sc, err := scenarios.Load(p)
 		if err != nil {
 			bad = append(bad, err.Error())
 			continue
 		}
 		if hasAll(sc.Tags, f.tags) && !hasAny(sc.Tags, f.skipTags) {
 			// One scenario instance per server it runs on.
-			scs = append(scs, runner.Instances(sc, dedupe(f.flavors), dedupe(f.engines))...)
+			scs = append(scs, scenarios.Instances(sc, dedupe(f.flavors), dedupe(f.engines))...)
 		}
 	}
 	if len(bad) > 0 {
@@ -194,7 +195,7 @@ func runScenarios(cmd *cobra.Command, f *runFlags, args []string) error {
 		}
 		wg.Add(1)
 		sem <- struct{}{}
-		go func(i int, sc *runner.Scenario) {
+		go func(i int, sc *scenarios.Scenario) {
 			defer wg.Done()
 			defer func() { <-sem }()
 			fmt.Fprintf(cmd.ErrOrStderr(), "labrun: running %s (%s)\n", sc.Name, sc.File)

@@ -5,7 +5,7 @@ import (
 	"fmt"
 	"strings"
 
-	"github.com/labrun/labrun/runner"
+	"github.com/labrun/labrun/scenarios"
 	"github.com/spf13/cobra"
 )
 
@@ -24,7 +24,7 @@ func newValidateCmd() *cobra.Command {
 			}
 			var bad []string
 			for _, p := range files {
-				if _, err := runner.Load(p); err != nil {
+				if _, err := scenarios.Load(p); err != nil {
 					bad = append(bad, err.Error())
 					continue
 				}
@@ -44,7 +44,7 @@ func newSchemaCmd() *cobra.Command {
 		Short: "Print the JSON schema of scenario files",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			b, err := runner.Schema()
+			b, err := scenarios.Schema()
 			if err != nil {
 				return exitWith(exitInfra, err)
 			}

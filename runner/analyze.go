@@ -1,0 +1,114 @@
+package runner
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"sort"
+
+	"github.com/labrun/labrun/capture"
+	"github.com/labrun/labrun/checks"
+	"github.com/labrun/labrun/reports"
+)
+
+// analyze reads the captures, hands everything observed to the checks,
+// and saves the observations beside the pcaps: observations.json and the
+// scenario as it ran are what an offline replay of the checks needs.
+func (r *run) analyze(rep *reports.Scenario) {
+	o := &checks.Observations{Scenario: r.sc, T0: r.t0, Kernel: r.kernelRel, Flavor: r.flavor,
+		Version: rep.Environment.Server.Version, Addresses: map[string]netip.Addr{}, Sysctls: r.sysctls,
+		Steps: r.steps, Pcaps: map[string]string{}, Analyses: map[string]*capture.Analysis{},
+		Sockets: r.samples, Threads: r.threads, Counters: r.counts, Slow: r.opt.Slow}
+	for name, h := range r.topo.Hosts {
+		o.Addresses[name] = h.Address
+	}
+	for host, p := range r.pcaps {
+		o.Pcaps[host] = filepath.Base(p)
+		a, err := capture.Analyze(p)
+		if err != nil {
+			r.log.Warn("analyze", "pcap", p, "err", err)
+			continue
+		}
+		o.Analyses[host] = a
+	}
+	for _, name := range hostNames(r.sc) {
+		for _, st := range r.sc.Timeline {
+			if res := r.steps[st.Name]; res != nil && st.Host == name {
+				rep.Steps = append(rep.Steps, r.stepReport(res))
+			}
+		}
+	}
+	sort.Slice(rep.Steps, func(i, j int) bool { return rep.Steps[i].StartS < rep.Steps[j].StartS })
+	rep.Checks = append(rep.Checks, checks.Evaluate(o)...)
+	if len(r.counts) > 0 {
+		rep.Iptables = r.counts
+	}
+	if len(r.threads) > 0 {
+		if p, ok := r.saveJSON("server-threads.json", r.threads); ok {
+			rep.Artifacts.Logs = append(rep.Artifacts.Logs, p)
+		}
+	}
+	if len(r.samples) > 0 {
+		if p, ok := r.saveJSON("sockets.json", r.samples); ok {
+			rep.Artifacts.Samples = p
+		}
+	}
+	if p, ok := r.saveJSON("observations.json", o); ok {
+		rep.Artifacts.Observations = p
+	}
+	if b, err := os.ReadFile(r.sc.File); err == nil {
+		p := filepath.Join(r.art, "scenario.yaml")
+		if os.WriteFile(p, b, 0o644) == nil {
+			rep.Artifacts.Scenario = r.rel(p)
+		}
+	}
+}
+
+// saveJSON writes v into the run's artifact directory and returns its
+// path relative to the report directory.
+func (r *run) saveJSON(name string, v any) (string, bool) {
+	p := filepath.Join(r.art, name)
+	b, err := json.MarshalIndent(v, "", " ")
+	if err == nil {
+		err = os.WriteFile(p, b, 0o644)
+	}
+	if err != nil {
+		r.log.Warn("save", "file", p, "err", err)
+		return "", false
+	}
+	return r.rel(p), true
+}
+
+func (r *run) stepReport(res *checks.Step) *reports.Step {
+	s := &reports.Step{Name: res.Name, Host: res.Host, StartS: round3(res.Start.Sub(r.t0).Seconds()),
+		EndS: round3(res.End.Sub(r.t0).Seconds()), Detail: map[string]any{}, Error: res.Error}
+	for _, st := range r.sc.Timeline {
+		if st.Name == res.Name && st.Kind == "iptables" {
+			s.Detail["iptables"] = st.Action
+			if res.Counter != nil {
+				s.Detail["removed_rule_packets"] = res.Counter.Packets
+			}
+		}
+	}
+	if c := res.Client; c != nil {
+		s.Error = c.Error
+		s.Detail["client"] = c.Kind
+		if c.Local != "" {
+			s.Detail["local"] = c.Local
+		}
+		if len(c.Statements) > 0 {
+			s.Detail["statements"] = c.Statements
+		}
+		var ev []string
+		for _, x := range c.Events {
+			ev = append(ev, fmt.Sprintf("+%.3fs %s", x.Time.Sub(r.t0).Seconds(), x.What))
+		}
+		s.Detail["events"] = ev
+		if c.Output != "" {
+			s.Detail["output"] = c.Output
+		}
+	}
+	return s
+}
