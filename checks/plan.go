@@ -2,6 +2,8 @@ package checks
 
 import (
 	"fmt"
+	"strings"
+	"time"
 
 	"github.com/labrun/labrun/scenarios"
 	"github.com/labrun/labrun/tcpmodel"
@@ -79,4 +81,36 @@ func Plan(sc *scenarios.Scenario) []PlannedCheck {
 // planSchedule renders a kernel schedule as a plan's expectation.
 func planSchedule(m tcpmodel.Schedule, giveUp string) (map[string]any, string) {
 	return map[string]any{"count": m.Count, "intervals_s": seconds(m.Intervals), giveUp: round3(m.GiveUp.Seconds())}, m.Explain
+}
+
+// PredictedLength estimates how long a scenario's timeline takes, before
+// anything runs, so that a batch can start the longest first: the latest
+// fixed start of a step, and for each check the latest time the model
+// puts on it (a give-up, a reset, a state's end), from its step's start.
+// It is an estimate for ordering, bounded by the scenario's limit.
+func PredictedLength(sc *scenarios.Scenario) time.Duration {
+	start := map[string]time.Duration{}
+	var longest time.Duration
+	for _, st := range sc.Timeline {
+		if st != nil && st.At != nil {
+			start[st.Name] = st.At.D()
+			longest = max(longest, st.At.D())
+		}
+	}
+	for _, pc := range Plan(sc) {
+		var step string
+		for _, c := range sc.Checks {
+			if c.Name == pc.Name {
+				step = c.Step
+			}
+		}
+		for k, v := range pc.Expected {
+			f, ok := v.(float64)
+			if !ok || !strings.HasSuffix(k, "_s") || strings.HasPrefix(k, "intervals") || strings.HasPrefix(k, "offsets") {
+				continue
+			}
+			longest = max(longest, start[step]+time.Duration(f*float64(time.Second)))
+		}
+	}
+	return min(longest, sc.Limit.D())
 }

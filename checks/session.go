@@ -12,6 +12,10 @@ import (
 // seconds (8 h).
 const DefaultWaitTimeout = 28800
 
+// DefaultLockWaitTimeout is innodb_lock_wait_timeout's default in MySQL
+// and MariaDB, in seconds.
+const DefaultLockWaitTimeout = 50
+
 // serverKeepalive says which flavors set SO_KEEPALIVE on their client
 // sockets. Both do (measured on Oracle MySQL 9.7 and MariaDB 10.11: ss
 // shows timer:(keepalive,...) on an idle session), although the Lab C

@@ -12,6 +12,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/labrun/labrun/checks"
 	"github.com/labrun/labrun/reports"
 	"github.com/labrun/labrun/runner"
 	"github.com/labrun/labrun/scenarios"
@@ -72,6 +73,11 @@ func collect(args []string) ([]string, error) {
 		err = filepath.WalkDir(a, func(p string, d fs.DirEntry, err error) error {
 			if err != nil {
 				return err
+			}
+			// testdata holds the format's own fixtures, invalid on purpose,
+			// as in Go's tree: a folder of scenarios is the library.
+			if d.IsDir() && d.Name() == "testdata" && p != a {
+				return filepath.SkipDir
 			}
 			if !d.IsDir() && (strings.HasSuffix(p, ".yaml") || strings.HasSuffix(p, ".yml")) {
 				files = append(files, p)
@@ -187,7 +193,17 @@ func runScenarios(cmd *cobra.Command, f *runFlags, args []string) error {
 	}
 	sem := make(chan struct{}, jobs)
 	var wg sync.WaitGroup
+	// The longest scenarios start first, so that with -j the batch takes
+	// about as long as its longest scenario instead of that plus whatever
+	// was left to run beside it; the report keeps the files' order.
+	order := make([]int, len(scs))
+	length := make([]time.Duration, len(scs))
 	for i, sc := range scs {
+		order[i], length[i] = i, checks.PredictedLength(sc)
+	}
+	sort.SliceStable(order, func(a, b int) bool { return length[order[a]] > length[order[b]] })
+	for _, i := range order {
+		sc := scs[i]
 		if ctx.Err() != nil {
 			rep.Scenarios[i] = &reports.Scenario{Name: sc.Name, File: sc.File, Skipped: true, SkipReason: "interrupted before it started", Checks: []*reports.Check{}}
 			errs[i] = runner.ErrInterrupted
