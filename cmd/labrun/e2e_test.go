@@ -139,6 +139,18 @@ func labrun(t *testing.T, args ...string) result {
 		if err := json.Unmarshal(b, r.report); err != nil {
 			t.Fatalf("report.json: %v", err)
 		}
+		// Artifact paths are relative to the report directory (the
+		// contract that lets a CI job upload the folder); the tests open
+		// them from here.
+		for i := range r.report.Scenarios {
+			pcaps := r.report.Scenarios[i].Artifacts.Pcap
+			for j, p := range pcaps {
+				if filepath.IsAbs(p) {
+					t.Errorf("artifact %s is absolute: want it relative to the report directory", p)
+				}
+				pcaps[j] = filepath.Join(dir, p)
+			}
+		}
 	}
 	return r
 }

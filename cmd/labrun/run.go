@@ -228,7 +228,10 @@ func runScenarios(cmd *cobra.Command, f *runFlags, args []string) error {
 		}
 	}
 	if f.html != "" {
-		if err := writeFile(f.html, func(w *os.File) error { return reports.WriteHTML(w, rep) }); err != nil {
+		// Artifact paths are relative to the report directory; an HTML
+		// file elsewhere needs them relative to itself.
+		page := rebase(rep, f.reportDir, filepath.Dir(f.html))
+		if err := writeFile(f.html, func(w *os.File) error { return reports.WriteHTML(w, page) }); err != nil {
 			return exitWith(exitInfra, err)
 		}
 	}
@@ -288,4 +291,45 @@ func writeFile(path string, fn func(*os.File) error) error {
 func isTerminal(f *os.File) bool {
 	st, err := f.Stat()
 	return err == nil && st.Mode()&os.ModeCharDevice != 0 && os.Getenv("NO_COLOR") == ""
+}
+
+// rebase returns a copy of the report whose artifact paths, relative to
+// the report directory from, are relative to the directory to instead.
+func rebase(rep *reports.Report, from, to string) *reports.Report {
+	af, err1 := filepath.Abs(from)
+	at, err2 := filepath.Abs(to)
+	if err1 != nil || err2 != nil || af == at {
+		return rep
+	}
+	move := func(p string) string {
+		if p == "" || filepath.IsAbs(p) {
+			return p
+		}
+		r, err := filepath.Rel(at, filepath.Join(af, p))
+		if err != nil {
+			return p
+		}
+		return filepath.ToSlash(r)
+	}
+	out := *rep
+	out.Scenarios = make([]*reports.Scenario, len(rep.Scenarios))
+	for i, sc := range rep.Scenarios {
+		if sc == nil {
+			continue
+		}
+		c := *sc
+		a := sc.Artifacts
+		a.Pcap = nil
+		for _, p := range sc.Artifacts.Pcap {
+			a.Pcap = append(a.Pcap, move(p))
+		}
+		a.Logs = nil
+		for _, p := range sc.Artifacts.Logs {
+			a.Logs = append(a.Logs, move(p))
+		}
+		a.Samples, a.Observations, a.Scenario = move(a.Samples), move(a.Observations), move(a.Scenario)
+		c.Artifacts = a
+		out.Scenarios[i] = &c
+	}
+	return &out
 }
