@@ -92,7 +92,7 @@ var fieldDocs = map[string]string{
 	"Observe.processlist":          "Samples the server's threads (information_schema PROCESSLIST) and transactions (INNODB_TRX) over an admin connection from the server's own namespace.",
 	"ProcesslistObservation.every": "The sampling period; default 200ms.",
 	"Expect.value":                 "The first column of the first row the step's last statement returned, as text (query_value).",
-	"Expect.after":                 "ends_after: the step that must be over before the check's step finishes; for a client step whose server thread the processlist shows, over means that thread stopped running its statement.",
+	"Expect.after":                 "ends_after: the step that must be over before the check's step finishes; for a client step whose server thread the processlist shows, over means that thread stopped running its statement. client_error with model session_end: the step whose idle session holds the lock the check's step waits on.",
 
 	"Check.name":       "Names the check in reports; unique.",
 	"Check.type":       "The check type.",
@@ -109,8 +109,8 @@ var fieldDocs = map[string]string{
 	"Expect.errno":     "The system errno in the client error's parentheses, e.g. 110.",
 	"Expect.contains":  "A substring of the client error's message.",
 	"Expect.elapsed":   "How long the step took.",
-	"Expect.model":     "The kernel schedule (tcpmodel) the expected times come from: syn, synack, data or keepalive; for client_error, its give-up time is the expected elapsed time.",
-	"Expect.state":     "A TCP state name, as the kernel names it.",
+	"Expect.model":     "Where the expected times come from; each check type knows its own: syn, synack, data, keepalive (tcpmodel's schedules; for client_error, the give-up time is the expected elapsed time), lock_wait_timeout (innodb_lock_wait_timeout), session_end (the server ends the idle session of a vanished client by TCP keepalive or wait_timeout, whichever comes first, from the step's end).",
+	"Expect.state":     "socket_state: a TCP state, as the kernel names it; thread_state: the thread's State, or its Command when idle (Sleep); trx_state: the transaction's state in INNODB_TRX (RUNNING, LOCK WAIT).",
 	"Expect.for":       "The least time the state must be seen.",
 	"Expect.gone":      "Requires the state to disappear afterwards.",
 	"Expect.tolerance": "Overrides the timing tolerance floor.",
@@ -125,6 +125,7 @@ var fieldDocs = map[string]string{
 // default are not among them even when their tag has no omitempty.
 var schemaRequired = map[string]bool{
 	"Scenario.hosts": true, "Scenario.server": true, "Scenario.timeline": true,
+	"Scenario.checks":        true,
 	"Server.host":            true,
 	"SocketObservation.host": true,
 	"Step.name":              true,
@@ -158,7 +159,30 @@ func schemaExtra() map[string]jsonObj {
 		"Documented.flavor":       {{"enum", sortedNames(flavors)}},
 		"Scenario.hosts":          {{"propertyNames", jsonObj{{"pattern", HostName.String()}}}, {"minProperties", 1}},
 		"Scenario.timeline":       {{"minItems", 1}},
+		// A scenario without checks could only pass on nothing; the
+		// loader refuses it, and so does the editor.
+		"Scenario.checks": {{"minItems", 1}},
 	}
+}
+
+// actionRequired says whether a field of an action's own type (declared
+// outside this package, so schemaRequired cannot name it) must be written:
+// its yaml tag has no omitempty, which is how an action says that its
+// validation refuses the field's zero value (a client's kind, a stream's
+// pause). The format's own types list theirs in schemaRequired instead,
+// because several of them have a default despite no omitempty.
+func actionRequired(t reflect.Type, sf reflect.StructField) bool {
+	if t.PkgPath() == stepType.PkgPath() {
+		return false
+	}
+	tag := sf.Tag.Get("yaml")
+	_, opts, _ := strings.Cut(tag, ",")
+	for _, o := range strings.Split(opts, ",") {
+		if o == "omitempty" {
+			return false
+		}
+	}
+	return true
 }
 
 // typeExtra are keywords added to a type's schema for rules between its
@@ -383,7 +407,7 @@ func (g *schemaGen) structSchema(t reflect.Type) jsonObj {
 			}
 		}
 		props = append(props, jsonKV{name, s})
-		if schemaRequired[key] {
+		if schemaRequired[key] || actionRequired(t, sf) {
 			required = append(required, name)
 		}
 	}

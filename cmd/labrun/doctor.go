@@ -11,8 +11,15 @@ import (
 
 	"github.com/labrun/labrun/journal"
 	"github.com/labrun/labrun/netem"
+	"github.com/labrun/labrun/scenarios"
 	"github.com/labrun/labrun/server"
 	"github.com/spf13/cobra"
+
+	// The kinds register their requirements from init functions; runner
+	// imports both packages already, and these say that doctor's list
+	// depends on it.
+	_ "github.com/labrun/labrun/actions"
+	_ "github.com/labrun/labrun/checks"
 )
 
 func newDoctorCmd() *cobra.Command {
@@ -32,6 +39,9 @@ func newDoctorCmd() *cobra.Command {
 			fmt.Fprintf(out, "kernel %s\n", strings.TrimSpace(string(kernel)))
 			for _, c := range netem.Probe() {
 				fmt.Fprintf(out, "%s%-24s %s\n", mark(c.OK), c.Name, c.Detail)
+			}
+			for _, l := range requirementLines(scenarios.Requirements(), requirementUsers()) {
+				fmt.Fprintln(out, l)
 			}
 			for _, tool := range []struct{ bin, why string }{
 				{"debootstrap", "builds the server root filesystems"},
@@ -81,6 +91,44 @@ func newDoctorCmd() *cobra.Command {
 			return nil
 		},
 	}
+}
+
+// requirementLines says, for each requirement of a registered kind,
+// whether this machine has it (its probe's verdict) and which kinds need
+// it: a scenario with one of those kinds is skipped, with the probe's
+// reason, where the machine lacks it.
+func requirementLines(reqs []scenarios.Requirement, users map[string][]string) []string {
+	var out []string
+	for _, r := range reqs {
+		by := strings.Join(users[r.Name], ", ")
+		var err error
+		if r.Probe != nil {
+			err = r.Probe()
+		}
+		if err != nil {
+			out = append(out, fmt.Sprintf("no  needs %-18s %v; scenarios with %s are skipped", r.Name, err, by))
+			continue
+		}
+		out = append(out, fmt.Sprintf("ok  needs %-18s for %s", r.Name, by))
+	}
+	return out
+}
+
+// requirementUsers lists, by requirement name, the kinds that declare it:
+// "action netem", "check NAME".
+func requirementUsers() map[string][]string {
+	users := map[string][]string{}
+	for _, k := range scenarios.Actions() {
+		for _, r := range k.Needs {
+			users[r.Name] = append(users[r.Name], "action "+k.Name)
+		}
+	}
+	for _, k := range scenarios.CheckKinds() {
+		for _, r := range k.Needs {
+			users[r.Name] = append(users[r.Name], "check "+k.Name)
+		}
+	}
+	return users
 }
 
 // leftovers lists what killed runs left: journals of dead runs with pending
