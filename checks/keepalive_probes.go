@@ -1,6 +1,7 @@
 package checks
 
 import (
+	"strings"
 	"time"
 
 	"github.com/labrun/labrun/capture"
@@ -53,5 +54,6 @@ func checkKeepalive(o *Observations, c *scenarios.Check, out *reports.Check) {
 	}
 	out.Evidence = append(out.Evidence, o.evidence(host, probes, "keepalive probe")...)
 	o.ladder(c, model, len(probes), intervals(append(pkts, probes...)), f, host, out)
+	out.Message = strings.Replace(out.Message, "retransmissions", "keepalive probes", 1)
 	o.finding(c, out, len(probes))
 }

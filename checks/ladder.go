@@ -63,7 +63,18 @@ func (o *Observations) ladder(c *scenarios.Check, model tcpmodel.Schedule, count
 		return
 	}
 	if len(obs) != len(wantIv) {
-		out.Message = fmt.Sprintf("%d intervals observed, expected %d: the packet the ladder starts from is missing from the capture", len(obs), len(wantIv))
+		// Only a ladder whose intervals agree with its count can lack its
+		// start; otherwise the expectation's intervals are for another
+		// count than the one expected.
+		out.Message = fmt.Sprintf("%d intervals observed, expected %d", len(obs), len(wantIv))
+		switch {
+		case len(wantIv) != want && c.Expect != nil && len(c.Expect.Intervals) > 0:
+			out.Message += fmt.Sprintf(": expect.intervals lists %d intervals for %d retransmissions", len(wantIv), want)
+		case len(wantIv) != want:
+			out.Message += fmt.Sprintf(": expect.count %d is not the model's %d, whose intervals cannot be compared (set expect.intervals too)", want, model.Count)
+		case len(obs) < len(wantIv):
+			out.Message += ": the packet the ladder starts from is missing from the capture"
+		}
 		return
 	}
 	for i := range obs {

@@ -112,6 +112,11 @@ func checkWriteTimeout(o *Observations, c *scenarios.Check, out *reports.Check) 
 	out.Evidence = o.evidence(host, []capture.Packet{stall.Start}, "zero window")
 	if len(candidates) == 0 {
 		out.Message = "the server never gave up: no RST, the socket stayed ESTABLISHED and the thread stayed (add observe.processlist or observe.sockets on the server)"
+		// Samples that errored show neither the connection nor its end:
+		// say so rather than that it stayed.
+		if n := o.erroredSince(stall.Start.Time); n > 0 {
+			out.Message = fmt.Sprintf("no sign that the server gave up: no RST, and %d samples of the server's socket and thread after the window closed errored", n)
+		}
 		return
 	}
 	a := candidates[0]
@@ -178,4 +183,21 @@ func (o *Observations) threadGone(res *Step, stall *capture.ZeroWindowPeriod) (a
 	}
 	return abort{at: idle, after: last, how: "processlist: thread gone",
 		evidence: fmt.Sprintf("server-threads.json: thread %d %q last seen at %s, gone at %s", res.Client.ConnID, state, o.offset(last), o.offset(idle))}, true
+}
+
+// erroredSince counts the sock_diag samples of the server's host and the
+// processlist samples, taken from t on, that errored.
+func (o *Observations) erroredSince(t time.Time) int {
+	n := 0
+	for _, s := range o.Sockets {
+		if s.Host == o.Scenario.Server.Host && s.Error != "" && !s.Time.Before(t) {
+			n++
+		}
+	}
+	for _, s := range o.Threads {
+		if s.Error != "" && !s.Time.Before(t) {
+			n++
+		}
+	}
+	return n
 }
