@@ -376,7 +376,7 @@ func TestInvalidScenarioExits4AndTouchesNothing(t *testing.T) {
 	if testing.Short() {
 		t.Skip("-short")
 	}
-	files, _ := filepath.Glob("../../runner/testdata/invalid-*.yaml")
+	files, _ := filepath.Glob("../../scenarios/testdata/invalid-*.yaml")
 	if len(files) == 0 {
 		t.Fatal("no invalid fixtures")
 	}
