@@ -14,9 +14,9 @@ func init() {
 	register(Kind{
 		CheckKind: scenarios.CheckKind{
 			Name:   "client_error",
-			Doc:    "The client's error (code, sqlstate, errno, a substring) or none, and how long the step took: expect.elapsed, or the give-up time of a model: syn, data or keepalive (the client host's schedule) lock_wait_timeout (the server's innodb_lock_wait_timeout) or session_end (the end of the idle session of the step named by after, for a waiter on its lock).",
+			Doc:    "The client's error (code, sqlstate, errno, a substring) or none, and how long the step took: expect.elapsed, or the give-up time of a model: syn, data or keepalive (the client host's schedule) innodb_lock_wait_timeout (a row lock wait's ERROR 1205) or lock_wait_timeout (a metadata lock wait's, FTWRL's), each the step's own SET SESSION value, else the server's variable, else the default; or session_end (the end of the idle session of the step named by after, for a waiter on its lock).",
 			Expect: []string{"code", "sqlstate", "errno", "contains", "elapsed", "model", "after", "tolerance"},
-			Models: []string{"data", "keepalive", "lock_wait_timeout", "session_end", "syn"},
+			Models: []string{"data", "innodb_lock_wait_timeout", "keepalive", "lock_wait_timeout", "session_end", "syn"},
 			Step:   scenarios.StepConnection,
 			Validate: func(v *scenarios.Validator, path string, c *scenarios.Check) {
 				e := c.Expect
@@ -49,8 +49,8 @@ func init() {
 			case "data":
 				m = tcpmodel.Data(sys, 0)
 				return map[string]any{"elapsed_after_first_transmission_s": round3(m.GiveUp.Seconds())}, m.Explain
-			case "lock_wait_timeout":
-				d, explain := serverSeconds(p.Scenario.Server.Variables, "innodb_lock_wait_timeout", DefaultLockWaitTimeout)
+			case "innodb_lock_wait_timeout", "lock_wait_timeout":
+				d, explain := lockWait(c.Expect.Model, p.Scenario, stepSQL(p.Scenario, c.Step))
 				return map[string]any{"elapsed_s": round3(d.Seconds())}, explain
 			case "session_end":
 				exp, explain := planSessionEnd(p, c.Expect.After)
@@ -191,9 +191,9 @@ func (o *Observations) expectedElapsed(c *scenarios.Check, res *Step) (d time.Du
 			}
 		}
 		return first.Sub(res.Client.Start) + m.GiveUp, m.Explain, true, ""
-	case "lock_wait_timeout":
-		d, explain := serverSeconds(o.Scenario.Server.Variables, "innodb_lock_wait_timeout", DefaultLockWaitTimeout)
-		return d, explain + ": a statement waiting for a row lock gives up with ERROR 1205 after that long", true, ""
+	case "innodb_lock_wait_timeout", "lock_wait_timeout":
+		d, explain := lockWait(c.Expect.Model, o.Scenario, stepSQL(o.Scenario, c.Step))
+		return d, explain, true, ""
 	case "session_end":
 		// A waiter blocked on the lock of an idle session whose client
 		// vanished proceeds when that session ends.

@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/labrun/labrun/actions"
+
 	_ "github.com/labrun/labrun/actions"
 	"github.com/labrun/labrun/capture"
 	"github.com/labrun/labrun/checks"
@@ -115,6 +117,20 @@ func dropStep(name string) func(*testing.T, *checks.Observations, *scenarios.Che
 			t.Fatalf("no step %s to drop", name)
 		}
 		delete(o.Steps, name)
+	}
+}
+
+// setSQL rewrites a client step's statements in the scenario as it ran,
+// as if the scenario had said them.
+func setSQL(step string, sql ...string) func(*testing.T, *checks.Observations, *scenarios.Check) {
+	return func(t *testing.T, o *checks.Observations, _ *scenarios.Check) {
+		for _, st := range o.Scenario.Timeline {
+			if c, ok := actions.ClientOf(st); ok && st.Name == step {
+				c.SQL = sql
+				return
+			}
+		}
+		t.Fatalf("no client step %s", step)
 	}
 }
 
@@ -277,7 +293,7 @@ var kindCases = []kindCase{
 	// client_error
 	{name: "model syn", run: "syn-dropped-mysql", check: "connect error and time to give up"},
 	{name: "model data", run: "data-retransmit-mysql", check: "client error when the kernel gives up"},
-	{name: "model lock_wait_timeout", run: "idle-trx-keepalive-mysql", check: "the waiter gets ERROR 1205 after innodb_lock_wait_timeout"},
+	{name: "model innodb_lock_wait_timeout", run: "idle-trx-keepalive-mysql", check: "the waiter gets ERROR 1205 after innodb_lock_wait_timeout"},
 	{name: "model session_end by keepalive", run: "idle-trx-keepalive-mysql", check: "the late waiter proceeds once the keepalive has ended the session"},
 	{name: "model session_end by keepalive on mariadb", run: "idle-trx-keepalive-mariadb", check: "the late waiter proceeds once the keepalive has ended the session"},
 	{name: "model session_end by wait_timeout", run: "idle-trx-wait-timeout-mysql", check: "the late waiter proceeds once the idle session is gone"},
@@ -288,6 +304,12 @@ var kindCases = []kindCase{
 		c:    &scenarios.Check{Name: "x", Type: "client_error", Step: "connect", Expect: &scenarios.Expect{Code: 2003, Errno: 110, Model: "syn"}},
 		want: "code 2002, expected 2003; errno 115, expected 110"},
 	{name: "ftwrl at once on mariadb", run: "slow-reader-ftwrl-mariadb", check: "FTWRL succeeds at once on MariaDB"},
+	{name: "model lock_wait_timeout from the step's SET SESSION", run: "slow-reader-ftwrl-mysql", check: "FTWRL fails with 1205 after its lock_wait_timeout"},
+	// The session's value wins over the server's variable.
+	{name: "model lock_wait_timeout ignores the server variable", run: "slow-reader-ftwrl-mysql", check: "FTWRL fails with 1205 after its lock_wait_timeout",
+		alter: variable("lock_wait_timeout", "9")},
+	{name: "model lock_wait_timeout moves with the step's SET SESSION", run: "slow-reader-ftwrl-mysql", check: "FTWRL fails with 1205 after its lock_wait_timeout",
+		alter: setSQL("ftwrl", "SET SESSION lock_wait_timeout = 5", "FLUSH TABLES WITH READ LOCK"), want: "expected 5.000s"},
 	{name: "another code", run: "syn-dropped-mysql", check: "connect error and time to give up",
 		alter: func(_ *testing.T, _ *checks.Observations, c *scenarios.Check) { c.Expect.Code = 2013 },
 		want:  "code 2003, expected 2013"},
@@ -314,7 +336,7 @@ var kindCases = []kindCase{
 		want: "model data: no retransmitted data segment of the client in the capture"},
 	{name: "model syn moves with tcp_syn_retries", run: "syn-dropped-mysql", check: "connect error and time to give up",
 		alter: sysctl("client", "net.ipv4.tcp_syn_retries", "4"), want: "took 19.395s, expected 35.000s"},
-	{name: "model lock_wait_timeout moves with the server variable", run: "idle-trx-keepalive-mysql", check: "the waiter gets ERROR 1205 after innodb_lock_wait_timeout",
+	{name: "model innodb_lock_wait_timeout moves with the server variable", run: "idle-trx-keepalive-mysql", check: "the waiter gets ERROR 1205 after innodb_lock_wait_timeout",
 		alter: variable("innodb_lock_wait_timeout", "8"), want: "expected 8.000s"},
 	{name: "model session_end moves with the server's keepalive", run: "idle-trx-keepalive-mysql", check: "the late waiter proceeds once the keepalive has ended the session",
 		alter: sysctl("server", "net.ipv4.tcp_keepalive_time", "8"), want: "expected 5.001s"},

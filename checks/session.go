@@ -2,8 +2,12 @@ package checks
 
 import (
 	"fmt"
+	"regexp"
+	"strconv"
+	"strings"
 	"time"
 
+	"github.com/labrun/labrun/actions"
 	"github.com/labrun/labrun/scenarios"
 	"github.com/labrun/labrun/tcpmodel"
 )
@@ -12,9 +16,47 @@ import (
 // seconds (8 h).
 const DefaultWaitTimeout = 28800
 
-// DefaultLockWaitTimeout is innodb_lock_wait_timeout's default in MySQL
-// and MariaDB, in seconds.
-const DefaultLockWaitTimeout = 50
+// Lock wait timeouts' defaults in MySQL and MariaDB, in seconds: a row
+// lock (InnoDB) and a metadata lock (FLUSH TABLES WITH READ LOCK, DDL).
+const (
+	DefaultInnodbLockWaitTimeout = 50
+	DefaultLockWaitTimeout       = 31536000
+)
+
+// setSession matches "SET SESSION name = N" and "SET name = N" (the
+// session's value), as a step's statements write it.
+var setSession = regexp.MustCompile(`(?i)^\s*SET\s+(?:SESSION\s+|@@SESSION\.|LOCAL\s+)?([a-z_]+)\s*=\s*([0-9.]+)\s*;?\s*$`)
+
+// lockWait is how long a statement waits for a lock before ERROR 1205:
+// the variable the model names, as the step's own statements set it for
+// their session, else the server's variable, else its default.
+func lockWait(variable string, sc *scenarios.Scenario, sql []string) (time.Duration, string) {
+	for i := len(sql) - 1; i >= 0; i-- {
+		if m := setSession.FindStringSubmatch(sql[i]); m != nil && strings.EqualFold(m[1], variable) {
+			if n, err := strconv.ParseFloat(m[2], 64); err == nil {
+				return time.Duration(n * float64(time.Second)), fmt.Sprintf("%s=%s (the step's SET SESSION): a statement waiting for the lock gives up with ERROR 1205 after that long", variable, m[2])
+			}
+		}
+	}
+	def := DefaultInnodbLockWaitTimeout
+	if variable == "lock_wait_timeout" {
+		def = DefaultLockWaitTimeout
+	}
+	d, explain := serverSeconds(sc.Server.Variables, variable, def)
+	return d, explain + ": a statement waiting for the lock gives up with ERROR 1205 after that long"
+}
+
+// stepSQL is a client step's statements as the scenario writes them.
+func stepSQL(sc *scenarios.Scenario, step string) []string {
+	for _, st := range sc.Timeline {
+		if st != nil && st.Name == step {
+			if c, ok := actions.ClientOf(st); ok {
+				return c.SQL
+			}
+		}
+	}
+	return nil
+}
 
 // serverKeepalive says which flavors set SO_KEEPALIVE on their client
 // sockets. Both do (measured on Oracle MySQL 9.7 and MariaDB 10.11: ss
