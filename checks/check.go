@@ -139,6 +139,33 @@ func (o *Observations) Check(c *scenarios.Check) *reports.Check {
 	return out
 }
 
+// Verdict is a scenario's result from its checks: it passes only when at
+// least one check was evaluated and every evaluated check passed. A
+// scenario whose every check was skipped (all for other flavors) checked
+// nothing, and that is a failure with its reason, not a pass.
+func Verdict(results []*reports.Check, flavor string) (passed bool, reason string) {
+	evaluated, failed := 0, 0
+	for _, c := range results {
+		switch {
+		case c.Skipped:
+		case c.Passed:
+			evaluated++
+		default:
+			evaluated++
+			failed++
+		}
+	}
+	switch {
+	case len(results) == 0:
+		return false, "no checks were evaluated"
+	case evaluated == 0:
+		return false, fmt.Sprintf("every check was skipped on this server (%s): nothing was checked", flavor)
+	case failed > 0:
+		return false, ""
+	}
+	return true, ""
+}
+
 func round3(f float64) float64 { return float64(int64(f*1000+0.5)) / 1000 }
 
 // flavorFinding notes a check that passed on another server than the one

@@ -796,6 +796,23 @@ func TestEveryCheckSkipped(t *testing.T) {
 			t.Errorf("%s: message %q, want %q", c.Name, c.Message, want)
 		}
 	}
+	// A scenario that checked nothing does not pass.
+	if passed, why := checks.Verdict(got, o.Flavor); passed || !strings.Contains(why, "every check was skipped on this server (mysql)") {
+		t.Errorf("Verdict = %v, %q; want a failure saying every check was skipped", passed, why)
+	}
+	// One evaluated check that passed is enough; one that failed fails.
+	o = loadRun(t, "syn-dropped-mysql")
+	all := checks.Evaluate(o)
+	if passed, why := checks.Verdict(all, o.Flavor); !passed {
+		t.Errorf("Verdict of the recorded run = fail (%s), want pass", why)
+	}
+	all[0].Passed = false
+	if passed, _ := checks.Verdict(all, o.Flavor); passed {
+		t.Error("Verdict passes with a failed check")
+	}
+	if passed, why := checks.Verdict(nil, o.Flavor); passed || why == "" {
+		t.Errorf("Verdict of no checks = %v, %q; want a failure", passed, why)
+	}
 }
 
 // LoadObservations rebuilds what the runner saved: the scenario, the

@@ -92,6 +92,8 @@ func TestValidateKinds(t *testing.T) {
 			[]string{"19: checks[0].step: required for keepalive_probes"}},
 		{"a negative count", "", `{name: c, type: zero_window, step: connect, expect: {count: -1}}`,
 			[]string{"19: checks[0].expect.count: want 0 or more"}},
+		{"intervals of another length than count", "", `{name: c, type: syn_retransmits, step: connect, expect: {count: 3, intervals: [1s, 2s]}}`,
+			[]string{"19: checks[0].expect.intervals: 2 intervals for count 3: want one interval per retransmission"}},
 		{"write_timeout with a state", "", `{name: c, type: write_timeout, step: connect, expect: {state: ESTABLISHED}}`,
 			[]string{"19: checks[0].expect.state: write_timeout does not read expect.state (it reads: elapsed, tolerance)"}},
 		{"thread_state without the processlist", "  sockets: [{host: server}]", `{name: c, type: thread_state, step: connect, expect: {state: Sleep}}`,

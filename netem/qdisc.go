@@ -53,9 +53,22 @@ var (
 // sch_netem; the answer comes from Probe's throwaway namespace.
 func NetemAvailable() error {
 	netemOnce.Do(func() {
-		for _, c := range Probe() {
-			if c.Name == "netem qdisc" && !c.OK {
-				netemErr = fmt.Errorf("%w", ErrNoNetem)
+		caps := Probe()
+		for _, c := range caps {
+			if c.Name == "netem qdisc" {
+				if !c.OK {
+					netemErr = fmt.Errorf("%w", ErrNoNetem)
+				}
+				return
+			}
+		}
+		// The probe stopped before it could try the qdisc (not root, no
+		// namespaces): that is no evidence the kernel has it.
+		netemErr = errors.New("could not probe sch_netem")
+		for _, c := range caps {
+			if !c.OK {
+				netemErr = fmt.Errorf("could not probe sch_netem: %s: %s", c.Name, c.Detail)
+				break
 			}
 		}
 	})

@@ -160,22 +160,10 @@ func Run(ctx context.Context, sc *scenarios.Scenario, opt Options) (*reports.Sce
 	if runErr != nil {
 		rep.Error = runErr.Error()
 	}
-	// A scenario passes on checks that ran and passed; one whose every
-	// check was skipped (all for other flavors) checked nothing.
-	evaluated := 0
-	for _, c := range rep.Checks {
-		if !c.Skipped {
-			evaluated++
-		}
-	}
-	rep.Passed = runErr == nil && evaluated > 0
-	for _, c := range rep.Checks {
-		if !c.Passed && !c.Skipped {
-			rep.Passed = false
-		}
-	}
-	if runErr == nil && evaluated == 0 && len(rep.Checks) > 0 {
-		rep.Error = fmt.Sprintf("every check was skipped on this server (%s): nothing was checked", r.flavor)
+	passed, why := checks.Verdict(rep.Checks, r.flavor)
+	rep.Passed = runErr == nil && passed
+	if runErr == nil && why != "" && len(rep.Checks) > 0 {
+		rep.Error = why
 	}
 	if cerr != nil {
 		if runErr == nil {

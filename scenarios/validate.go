@@ -554,6 +554,9 @@ func (c *Validator) checks() {
 			if e.Count != nil && *e.Count < 0 {
 				c.add(path+".expect.count", "want 0 or more")
 			}
+			if e.Count != nil && *e.Count >= 0 && len(e.Intervals) > 0 && len(e.Intervals) != *e.Count {
+				c.add(path+".expect.intervals", "%d intervals for count %d: want one interval per retransmission", len(e.Intervals), *e.Count)
+			}
 			if e.Model != "" && accepted["model"] && !contains(kind.Models, e.Model) {
 				c.add(path+".expect.model", "%s has no model %q (want %s)", ck.Type, e.Model, oneOfList(kind.Models))
 			}

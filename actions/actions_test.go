@@ -1,0 +1,104 @@
+package actions_test
+
+import (
+	"fmt"
+	"strings"
+	"testing"
+
+	"github.com/labrun/labrun/actions"
+	_ "github.com/labrun/labrun/checks"
+	"github.com/labrun/labrun/scenarios"
+)
+
+// base is a scenario with one step to fill in; its check names the step
+// "connect", a client step, so that only the step under test can be wrong.
+const base = `name: t
+hosts: {client: {}, server: {}}
+server: {host: server}
+timeline:
+  - name: connect
+    at: 0s
+    client: {kind: go, sql: ["SELECT 1"]}
+  - name: x
+    at: 1s
+%s
+checks:
+  - {name: c, type: client_error, step: connect}
+`
+
+// Each action kind: a step that loads and steps the loader must refuse,
+// with the exact problem (line 10 is the step's action key when it has no host, 11 with one).
+var cases = []struct {
+	action string
+	step   string
+	want   string // "" loads
+}{
+	{"iptables", `    host: server
+    iptables: -A INPUT -p tcp --dport 3306 -j DROP`, ""},
+	{"iptables", `    host: server
+    iptables: -F INPUT`, "11: timeline[1].iptables: bad iptables rule: command -F not allowed: a scenario may only add (-A, -I) or delete (-D) rules"},
+	{"iptables", `    host: server
+    iptables: -D INPUT -j DROP`, "11: timeline[1].iptables: impossible timeline: no step adds this rule on host server before this step deletes it"},
+	{"sysctl", `    host: client
+    sysctl: {net.ipv4.tcp_syn_retries: 2}`, ""},
+	{"sysctl", `    host: client
+    sysctl: {kernel.pid_max: 100}`, `11: timeline[1].sysctl[kernel.pid_max]: bad sysctl key "kernel.pid_max": only per-namespace keys under net. are accepted`},
+	{"client", `    client: {kind: cli, sql: ["SELECT 1"]}`, ""},
+	{"client", `    client: {kind: cli, session: s}`, "10: timeline[1].client.session: only for kind go"},
+	{"client", `    client: {kind: go, sql: ["KILL {{nobody.id}}"]}`, "10: timeline[1].client.sql[0]: {{nobody.id}} names no session (no step has session: nobody)"},
+	{"sleep", `    sleep: 2s`, ""},
+	{"sleep", `    sleep: 2`, `10: timeline[1].sleep: bad duration "2": want a number with a unit (ms, s, m)`},
+	{"netem", `    host: client
+    netem: {delay: 100ms, jitter: 10ms, loss: 1%}`, ""},
+	{"netem", `    host: client
+    netem: {jitter: 10ms}`, "11: timeline[1].netem: want delay or loss, or remove: true"},
+	{"vanish", `    host: client
+    vanish: true`, ""},
+	{"vanish", `    vanish: true`, "8: timeline[1].host: required for a vanish step"},
+}
+
+func TestActions(t *testing.T) {
+	for _, tt := range cases {
+		name := tt.action + " loads"
+		if tt.want != "" {
+			name = tt.action + " refused"
+		}
+		t.Run(name, func(t *testing.T) {
+			src := fmt.Sprintf(base, tt.step)
+			sc, err := scenarios.LoadBytes("t.yaml", []byte(src))
+			if tt.want == "" {
+				if err != nil {
+					t.Fatalf("refused:\n%v", err)
+				}
+				st := sc.Timeline[1]
+				if st.Kind != tt.action {
+					t.Fatalf("kind %q, want %q", st.Kind, tt.action)
+				}
+				if _, ok := st.Action.(actions.Applier); !ok {
+					t.Errorf("%T cannot apply itself", st.Action)
+				}
+				return
+			}
+			if err == nil || !strings.Contains(err.Error(), "t.yaml:"+tt.want) {
+				t.Errorf("error:\n%v\nwant:\n%s", err, tt.want)
+			}
+		})
+	}
+}
+
+// Every registered action has a case that loads and one that is refused.
+func TestActionsCovered(t *testing.T) {
+	loads, refused := map[string]bool{}, map[string]bool{}
+	for _, tt := range cases {
+		if tt.want == "" {
+			loads[tt.action] = true
+		} else {
+			refused[tt.action] = true
+		}
+	}
+	for _, k := range scenarios.Actions() {
+		if !loads[k.Name] || !refused[k.Name] {
+			t.Errorf("action %s: want a case that loads and one that is refused in TestActions", k.Name)
+		}
+	}
+}
