@@ -181,6 +181,9 @@ func Run(ctx context.Context, sc *scenarios.Scenario, opt Options) (*reports.Sce
 	return rep, runErr
 }
 
+// observerGrace is the wait before the observers stop.
+const observerGrace = 50 * time.Millisecond
+
 func since(t time.Time) float64 { return round3(time.Since(t).Seconds()) }
 
 func round3(f float64) float64 { return float64(int64(f*1000+0.5)) / 1000 }
@@ -366,9 +369,12 @@ func sanitize(s string) string {
 }
 
 // stopObservers ends captures and samplers; a short grace period lets the
-// last packets of a client's error path (a RST, a FIN) reach the capture.
+// peer's answers to a client's last packets (the FIN-ACK or RST that
+// answer its FIN) cross the bridge into the capture. What a client sent
+// itself is already queued on the capture's socket, which Stop drains;
+// delivery between namespaces on one machine takes microseconds.
 func (r *run) stopObservers() {
-	time.Sleep(200 * time.Millisecond)
+	time.Sleep(observerGrace)
 	for _, s := range r.samp {
 		r.samples = append(r.samples, s.Stop()...)
 	}
