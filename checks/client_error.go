@@ -14,7 +14,7 @@ func init() {
 	register(Kind{
 		CheckKind: scenarios.CheckKind{
 			Name:   "client_error",
-			Doc:    "The client's error (code, sqlstate, errno, a substring) or none, and how long the step took: expect.elapsed, or the give-up time of a model: syn, data or keepalive (the client host's schedule) innodb_lock_wait_timeout (a row lock wait's ERROR 1205) or lock_wait_timeout (a metadata lock wait's, FTWRL's), each the step's own SET SESSION value, else the server's variable, else the default; or session_end (the end of the idle session of the step named by after, for a waiter on its lock).",
+			Doc:    "The client's error (code, sqlstate, errno, a substring) or none, and how long the step took: expect.elapsed, or the time a model gives: syn, data or keepalive (the client host's schedule); innodb_lock_wait_timeout (a row lock wait's ERROR 1205) or lock_wait_timeout (a metadata lock wait's, FTWRL's), each the step's own SET SESSION value, else the server's variable, else the default; or session_end (the end of the idle session of the step named by after, for a waiter on its lock).",
 			Expect: []string{"code", "sqlstate", "errno", "contains", "elapsed", "model", "after", "tolerance"},
 			Models: []string{"data", "innodb_lock_wait_timeout", "keepalive", "lock_wait_timeout", "session_end", "syn"},
 			Step:   scenarios.StepConnection,
