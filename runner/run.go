@@ -146,6 +146,10 @@ func Run(ctx context.Context, sc *scenarios.Scenario, opt Options) (*reports.Sce
 	}
 	td := time.Now()
 	cerr := r.teardown()
+	if r.srv != nil && r.srv.LogCopy != "" {
+		// The server's error log, copied (redacted) when it stopped.
+		rep.Artifacts.Logs = append(rep.Artifacts.Logs, r.rel(r.srv.LogCopy))
+	}
 	rep.Phases.TeardownS = since(td)
 	rep.DurationS = since(started)
 

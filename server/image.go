@@ -60,6 +60,10 @@ const (
 	// bufferPoolSize is small so that a server starts in well under a
 	// second; labs that need more set innodb_buffer_pool_size.
 	bufferPoolSize = "32M"
+	// logBufferSize is Oracle MySQL's redo log buffer for every run (not
+	// the template); labs that write large transactions set
+	// innodb_log_buffer_size.
+	logBufferSize = "4M"
 )
 
 // CacheDir is where built images live: $LABRUN_CACHE, or /var/cache/labrun.

@@ -177,7 +177,7 @@ func TestCopyTree(t *testing.T) {
 	must(os.Chmod(filepath.Join(src, "#innodb_redo"), 0o750))
 
 	dst := filepath.Join(t.TempDir(), "dst")
-	n, err := copyTree(src, dst)
+	n, err := copyTree(src, dst, nil)
 	must(err)
 	if want := int64(1<<20 + 4); n != want {
 		t.Errorf("copied %d bytes, want %d", n, want)
@@ -194,8 +194,64 @@ func TestCopyTree(t *testing.T) {
 	if l, err := os.Readlink(filepath.Join(dst, "link")); err != nil || l != "ibdata1" {
 		t.Errorf("link = %q, %v", l, err)
 	}
-	if _, err := copyTree(src, dst); err == nil {
+	if _, err := copyTree(src, dst, nil); err == nil {
 		t.Error("copy onto an existing directory succeeded")
+	}
+}
+
+func TestNotCopied(t *testing.T) {
+	tests := []struct {
+		rel  string
+		want bool
+	}{
+		{"#ib_16384_0.dblwr", true},
+		{"#ib_16384_1.dblwr", true},
+		{"#innodb_redo/#ib_redo74_tmp", true},
+		{"#innodb_redo/#ib_redo73", false},
+		{"#innodb_redo", false},
+		{"ibdata1", false},
+		{"undo_001", false},
+		{"mysql.ibd", false},
+		{"ib_logfile0", false},
+		{"mysql/#ib_16384_0.dblwr", false},
+		{"sys/#ib_redo1_tmp", false},
+	}
+	for _, tt := range tests {
+		if got := notCopied(tt.rel); got != tt.want {
+			t.Errorf("notCopied(%q) = %v, want %v", tt.rel, got, tt.want)
+		}
+	}
+}
+
+// TestCopyTemplate copies a template shaped like MySQL's and checks that
+// what notCopied names stays behind and everything else arrives.
+func TestCopyTemplate(t *testing.T) {
+	src := t.TempDir()
+	files := map[string]int{
+		"ibdata1": 4096, "#ib_16384_0.dblwr": 8192, "#innodb_redo/#ib_redo9": 512,
+		"#innodb_redo/#ib_redo10_tmp": 1024, "mysql/general_log.sdi": 16,
+	}
+	for p, size := range files {
+		if err := os.MkdirAll(filepath.Dir(filepath.Join(src, p)), 0o750); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(src, p), make([]byte, size), 0o640); err != nil {
+			t.Fatal(err)
+		}
+	}
+	dst := t.TempDir()
+	n, err := copyTemplate(src, dst)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := int64(4096 + 512 + 16); n != want {
+		t.Errorf("copied %d bytes, want %d", n, want)
+	}
+	for p := range files {
+		_, err := os.Stat(filepath.Join(dst, p))
+		if notCopied(p) != errors.Is(err, os.ErrNotExist) {
+			t.Errorf("%s: stat after the copy: %v", p, err)
+		}
 	}
 }
 

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -500,37 +501,48 @@ func TestQuickLibrary(t *testing.T) {
 }
 
 // BenchmarkScenarioOverhead measures what labrun adds to a scenario's
-// timeline with a cached flavor: namespaces, server start from the template,
-// captures, analysis and teardown.
+// timeline with a cached flavor, per flavor and engine: namespaces, server
+// start from the template, captures (setup), analysis, and teardown (the
+// server's stop included). The budget is 1 s for Oracle MySQL on
+// the process engine.
 func BenchmarkScenarioOverhead(b *testing.B) {
 	if os.Geteuid() != 0 {
 		b.Skip("needs root: scenarios create network namespaces")
 	}
-	for _, flavor := range []string{"mysql", "mariadb"} {
-		b.Run(flavor, func(b *testing.B) {
-			if _, err := server.Find(flavor); err != nil {
-				b.Skipf("flavor %s not built", flavor)
-			}
-			var overhead, setup, teardown float64
-			for i := 0; i < b.N; i++ {
-				dir := b.TempDir()
-				out, err := exec.Command(labrunBin, "run", "testdata/overhead.yaml", "--flavor", flavor, "--report-dir", dir).CombinedOutput()
-				if err != nil {
-					b.Fatalf("%v\n%s", err, out)
+	for _, engine := range []string{"process", "container"} {
+		for _, flavor := range []string{"mysql", "mariadb"} {
+			b.Run(flavor+"/"+engine, func(b *testing.B) {
+				if _, err := server.Find(flavor); err != nil {
+					b.Skipf("flavor %s not built", flavor)
 				}
-				var rep reportFile
-				data, _ := os.ReadFile(filepath.Join(dir, "report.json"))
-				json.Unmarshal(data, &rep)
-				sc := rep.Scenarios[0]
-				overhead += sc.DurationS - sc.Phases.TimelineS
-				setup += sc.Phases.SetupS
-				teardown += sc.Phases.TeardownS
-			}
-			n := float64(b.N)
-			b.ReportMetric(overhead/n, "overhead-s/op")
-			b.ReportMetric(setup/n, "setup-s/op")
-			b.ReportMetric(teardown/n, "teardown-s/op")
-		})
+				if engine == "container" {
+					if _, err := server.DockerStatus(context.Background()); err != nil {
+						b.Skipf("no Docker engine: %v", err)
+					}
+				}
+				var overhead, setup, analysis, teardown float64
+				for i := 0; i < b.N; i++ {
+					dir := b.TempDir()
+					out, err := exec.Command(labrunBin, "run", "testdata/overhead.yaml", "--flavor", flavor, "--engine", engine, "--report-dir", dir).CombinedOutput()
+					if err != nil {
+						b.Fatalf("%v\n%s", err, out)
+					}
+					var rep reportFile
+					data, _ := os.ReadFile(filepath.Join(dir, "report.json"))
+					json.Unmarshal(data, &rep)
+					sc := rep.Scenarios[0]
+					overhead += sc.DurationS - sc.Phases.TimelineS
+					setup += sc.Phases.SetupS
+					analysis += sc.Phases.AnalysisS
+					teardown += sc.Phases.TeardownS
+				}
+				n := float64(b.N)
+				b.ReportMetric(overhead/n, "overhead-s/op")
+				b.ReportMetric(setup/n, "setup-s/op")
+				b.ReportMetric(analysis/n, "analysis-s/op")
+				b.ReportMetric(teardown/n, "teardown-s/op")
+			})
+		}
 	}
 }
 
