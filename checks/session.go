@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/labrun/labrun/actions"
+	"github.com/labrun/labrun/reports"
 	"github.com/labrun/labrun/scenarios"
 	"github.com/labrun/labrun/tcpmodel"
 )
@@ -100,4 +101,27 @@ func (o *Observations) processlistEvery() time.Duration {
 		return pl.Every.D()
 	}
 	return scenarios.DefaultProcesslistEvery.D()
+}
+
+// stateUntil is the end the model gives a state check's state: for
+// model session_end, when the idle session of the check's step ends.
+// ok is false, with the reason in out, when the model cannot say.
+func (o *Observations) stateUntil(c *scenarios.Check, res *Step, every time.Duration, out *reports.Check) (u *until, ok bool) {
+	if c.Expect.Model != "session_end" {
+		return nil, true
+	}
+	if u = o.sessionEnd(res, every); u.at.IsZero() {
+		out.Message = u.explain
+		return nil, false
+	}
+	return u, true
+}
+
+// planStateModel is the plan of a state check: the end of the idle
+// session for model session_end, nothing otherwise.
+func planStateModel(p *PlanEnv, c *scenarios.Check) (map[string]any, string) {
+	if c.Expect.Model != "session_end" {
+		return nil, ""
+	}
+	return planSessionEnd(p, c.Step)
 }

@@ -55,10 +55,8 @@ func init() {
 			case "synack":
 				m := tcpmodel.SYNACK(p.Sysctls(p.Scenario.Server.Host))
 				return map[string]any{"state": c.Expect.State, "for_s": round3(m.GiveUp.Seconds())}, m.Explain
-			case "session_end":
-				return planSessionEnd(p, c.Step)
 			}
-			return nil, ""
+			return planStateModel(p, c)
 		},
 	})
 }
@@ -97,8 +95,8 @@ func checkSocketState(o *Observations, c *scenarios.Check, out *reports.Check) {
 	var u *until
 	switch exp.Model {
 	case "session_end":
-		if u = o.sessionEnd(res, every); u.at.IsZero() {
-			out.Message = u.explain
+		var ok bool
+		if u, ok = o.stateUntil(c, res, every, out); !ok {
 			return
 		}
 	case "synack":

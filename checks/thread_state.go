@@ -17,12 +17,7 @@ func init() {
 			Processlist: true,
 		},
 		Eval: checkThreadState,
-		Plan: func(p *PlanEnv, c *scenarios.Check) (map[string]any, string) {
-			if c.Expect.Model != "session_end" {
-				return nil, ""
-			}
-			return planSessionEnd(p, c.Step)
-		},
+		Plan: planStateModel,
 	})
 }
 
@@ -51,12 +46,9 @@ func checkThreadState(o *Observations, c *scenarios.Check, out *reports.Check) {
 		}
 		sp.see(s.Time, has, s.Error)
 	}
-	var u *until
-	if c.Expect.Model == "session_end" {
-		if u = o.sessionEnd(res, o.processlistEvery()); u.at.IsZero() {
-			out.Message = u.explain
-			return
-		}
+	u, ok := o.stateUntil(c, res, o.processlistEvery(), out)
+	if !ok {
+		return
 	}
 	o.judge("thread of step "+c.Step, "server-threads.json", c.Expect, sp, u, map[string]any{"states_seen": sortedCounts(seen)}, out)
 }

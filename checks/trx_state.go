@@ -19,12 +19,7 @@ func init() {
 			Processlist: true,
 		},
 		Eval: checkTrxState,
-		Plan: func(p *PlanEnv, c *scenarios.Check) (map[string]any, string) {
-			if c.Expect.Model != "session_end" {
-				return nil, ""
-			}
-			return planSessionEnd(p, c.Step)
-		},
+		Plan: planStateModel,
 	})
 }
 
@@ -53,12 +48,9 @@ func checkTrxState(o *Observations, c *scenarios.Check, out *reports.Check) {
 		}
 		sp.see(s.Time, has, s.Error)
 	}
-	var u *until
-	if c.Expect.Model == "session_end" {
-		if u = o.sessionEnd(res, o.processlistEvery()); u.at.IsZero() {
-			out.Message = u.explain
-			return
-		}
+	u, ok := o.stateUntil(c, res, o.processlistEvery(), out)
+	if !ok {
+		return
 	}
 	o.judge(fmt.Sprintf("transaction of thread %d", id), "server-threads.json", c.Expect, sp, u, map[string]any{"states_seen": sortedCounts(seen)}, out)
 }

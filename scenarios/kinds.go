@@ -203,22 +203,14 @@ func CheckNames() []string {
 // Requirements returns every requirement a registered kind declares, by
 // name, each once.
 func Requirements() []Requirement {
-	seen := map[string]bool{}
-	var out []Requirement
-	add := func(rs []Requirement) {
-		for _, r := range rs {
-			if !seen[r.Name] {
-				seen[r.Name] = true
-				out = append(out, r)
-			}
-		}
-	}
+	var lists [][]Requirement
 	for _, k := range Actions() {
-		add(k.Needs)
+		lists = append(lists, k.Needs)
 	}
 	for _, k := range CheckKinds() {
-		add(k.Needs)
+		lists = append(lists, k.Needs)
 	}
+	out := uniqueRequirements(lists)
 	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
 	return out
 }
@@ -226,22 +218,10 @@ func Requirements() []Requirement {
 // Needs returns what this scenario's steps and checks need from the
 // machine, each once.
 func (s *Scenario) Needs() []Requirement {
-	seen := map[string]bool{}
-	var out []Requirement
-	add := func(rs []Requirement) {
-		for _, r := range rs {
-			if !seen[r.Name] {
-				seen[r.Name] = true
-				out = append(out, r)
-			}
-		}
-	}
+	var lists [][]Requirement
 	for _, st := range s.Timeline {
-		if st == nil {
-			continue
-		}
-		if k, ok := Action(st.Kind); ok {
-			add(k.Needs)
+		if k, ok := Action(stepKind(st)); ok {
+			lists = append(lists, k.Needs)
 		}
 	}
 	for _, c := range s.Checks {
@@ -249,7 +229,30 @@ func (s *Scenario) Needs() []Requirement {
 			continue
 		}
 		if k, ok := CheckKindOf(c.Type); ok {
-			add(k.Needs)
+			lists = append(lists, k.Needs)
+		}
+	}
+	return uniqueRequirements(lists)
+}
+
+func stepKind(st *Step) string {
+	if st == nil {
+		return ""
+	}
+	return st.Kind
+}
+
+// uniqueRequirements flattens lists of requirements, each name once, in
+// the order of first appearance.
+func uniqueRequirements(lists [][]Requirement) []Requirement {
+	seen := map[string]bool{}
+	var out []Requirement
+	for _, rs := range lists {
+		for _, r := range rs {
+			if !seen[r.Name] {
+				seen[r.Name] = true
+				out = append(out, r)
+			}
 		}
 	}
 	return out
