@@ -377,8 +377,22 @@ func sanitize(s string) string {
 // answer its FIN) cross the bridge into the capture. What a client sent
 // itself is already queued on the capture's socket, which Stop drains;
 // delivery between namespaces on one machine takes microseconds.
+//
+// Samplers run one period more: a state that ends with the timeline (a
+// waiter released by the very event a check follows) needs a sample after
+// its end to be seen gone.
 func (r *run) stopObservers() {
-	time.Sleep(observerGrace)
+	// A sample takes a few milliseconds (a processlist sample is two
+	// queries); 100 ms more than the period leaves room for one to finish.
+	const sampleSlack = 100 * time.Millisecond
+	wait := observerGrace
+	for _, o := range r.sc.Observe.Sockets {
+		wait = max(wait, o.Every.D()+sampleSlack)
+	}
+	if pl := r.sc.Observe.Processlist; pl != nil {
+		wait = max(wait, pl.Every.D()+sampleSlack)
+	}
+	time.Sleep(wait)
 	for _, s := range r.samp {
 		r.samples = append(r.samples, s.Stop()...)
 	}
