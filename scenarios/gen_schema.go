@@ -9,9 +9,9 @@ import (
 	"os"
 	"path/filepath"
 
-	"github.com/labrun/labrun/scenarios"
 	_ "github.com/labrun/labrun/actions"
 	_ "github.com/labrun/labrun/checks"
+	"github.com/labrun/labrun/scenarios"
 )
 
 func main() {

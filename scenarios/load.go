@@ -118,6 +118,14 @@ func LoadBytes(file string, data []byte) (*Scenario, error) {
 	if root == nil {
 		return nil, &ValidationError{File: file, Problems: problems}
 	}
+	return loadRoot(file, root, data)
+}
+
+// loadRoot checks and decodes a parsed document. data is its text, for a
+// strict decode on top of the walk; nil for a tree made by editing a
+// loaded one (a matrix cell), which the walk alone checks.
+func loadRoot(file string, root *yaml.Node, data []byte) (*Scenario, error) {
+	var problems []Problem
 
 	// Walk the tree against the Go types first: a plain decode stops at the
 	// first bad value and says nothing about the path. The walk reports
@@ -134,7 +142,7 @@ func LoadBytes(file string, data []byte) (*Scenario, error) {
 
 	s := &Scenario{}
 	var err error
-	if len(problems) == 0 {
+	if len(problems) == 0 && data != nil {
 		// Decode the original text strictly too, so that anything the walk
 		// missed is still refused rather than silently ignored.
 		dec := yaml.NewDecoder(bytes.NewReader(data))

@@ -1,13 +1,13 @@
 package scenarios_test
 
 import (
-	"github.com/labrun/labrun/actions"
-	_ "github.com/labrun/labrun/checks"
-	. "github.com/labrun/labrun/scenarios"
 	"bytes"
 	"encoding/json"
 	"errors"
 	"flag"
+	"github.com/labrun/labrun/actions"
+	_ "github.com/labrun/labrun/checks"
+	. "github.com/labrun/labrun/scenarios"
 	"io/fs"
 	"os"
 	"path/filepath"

@@ -40,6 +40,14 @@ type Scenario struct {
 	Observe  Observe         `yaml:"observe,omitempty" json:"observe,omitempty"`
 	Timeline []*Step         `yaml:"timeline" json:"timeline"`
 	Checks   []*Check        `yaml:"checks,omitempty" json:"checks,omitempty"`
+	// Matrix runs the scenario once per cell of its axes (sysctls, server
+	// variables, client options, flavor, engine).
+	Matrix *Matrix `yaml:"matrix,omitempty" json:"matrix,omitempty"`
+
+	// Cell is the matrix cell an instance runs, and Parent the name of
+	// the scenario it comes from; nil and empty outside a matrix.
+	Cell   *Cell  `yaml:"-" json:"-"`
+	Parent string `yaml:"-" json:"-"`
 
 	// File is the path the scenario was loaded from.
 	File string `yaml:"-" json:"-"`

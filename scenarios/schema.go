@@ -36,6 +36,9 @@ var typeDocs = map[string]string{
 	"Step":              "One timeline entry: exactly one action, started at a time (at) or after another step has finished (after, plus delay).",
 	"Check":             "Compares one observed quantity with the kernel model and the article.",
 	"Expect":            "Explicit expectations; which fields apply depends on the check type.",
+	"Matrix":            "Runs the scenario once per cell: the product of the axes, or the cells listed.",
+	"Axis":              "One dimension of a matrix.",
+	"CellTags":          "Tags for the cells that match.",
 	"Documented":        "The article's value for a check, shown beside the model and the observation.",
 	"Duration":          "A duration with a unit: \"1.5s\", \"200ms\", \"2m\". A bare number is refused because its unit would be a guess.",
 }
@@ -54,6 +57,16 @@ var fieldDocs = map[string]string{
 	"Scenario.observe":     "What is sampled during the timeline.",
 	"Scenario.timeline":    "The steps of the experiment.",
 	"Scenario.checks":      "What must be true of the outcome.",
+	"Scenario.matrix":      "Runs the scenario once per cell of its axes, each cell an instance with its own namespaces, named by its values (\"lab-e/syn-sweep [tcp_syn_retries=3 linear=0]\").",
+
+	"Matrix.axes":   "The axes: each sets one value of the scenario to each of its values in turn.",
+	"Matrix.cells":  "The cells to run instead of the product of the axes, each a value per axis name.",
+	"Matrix.tags":   "Tags for the cells whose values match, e.g. long for the slow cells; a long cell is not quick.",
+	"Axis.name":     "The axis's name in instance names and tables. Default: the last part of set.",
+	"Axis.set":      "What the axis sets: HOST.net.ipv4.KEY (a host's sysctl), server.NAME (a server variable), STEP.OPTION (connect_timeout, read_timeout, write_timeout or rcvbuf of a client step), flavor or engine.",
+	"Axis.values":   "The values, as the scenario would write them.",
+	"CellTags.when": "Axis values a cell must have, by axis name.",
+	"CellTags.tags": "The tags those cells get.",
 
 	"Source.article": "File name of the article under shared/seeds.",
 	"Source.title":   "The article's title.",
@@ -130,6 +143,7 @@ var schemaRequired = map[string]bool{
 	"SocketObservation.host": true,
 	"Step.name":              true,
 	"Check.name":             true, "Check.type": true,
+	"Matrix.axes": true, "Axis.set": true, "Axis.values": true, "CellTags.when": true, "CellTags.tags": true,
 	"Documented.value": true,
 }
 

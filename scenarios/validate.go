@@ -114,6 +114,7 @@ func (s *Scenario) validate() []Problem {
 	}
 	c.timeline()
 	c.checks()
+	c.matrix()
 	return c.ps
 }
 

@@ -15,6 +15,7 @@ import (
 
 func newPlanCmd() *cobra.Command {
 	var asJSON bool
+	var setFlags []string
 	cmd := &cobra.Command{
 		Use:   "plan PATH...",
 		Short: "Show what the kernel model predicts for each check, without running anything",
@@ -26,15 +27,30 @@ func newPlanCmd() *cobra.Command {
 			if err != nil {
 				return exitWith(exitUsage, err)
 			}
+			sets, err := parseSets(setFlags)
+			if err != nil {
+				return exitWith(exitUsage, err)
+			}
 			var bad []string
 			out := cmd.OutOrStdout()
 			all := map[string][]checks.PlannedCheck{}
+			var insts []*scenarios.Scenario
 			for _, p := range files {
 				sc, err := scenarios.Load(p)
 				if err != nil {
 					bad = append(bad, err.Error())
 					continue
 				}
+				// A matrix is planned cell by cell.
+				in, err := expand(sc, sets, nil, nil)
+				if err != nil {
+					bad = append(bad, err.Error())
+					continue
+				}
+				insts = append(insts, in...)
+			}
+			for _, sc := range insts {
+				p := sc.File
 				plan := checks.Plan(sc)
 				all[sc.Name] = plan
 				if asJSON {
@@ -72,5 +88,6 @@ func newPlanCmd() *cobra.Command {
 		},
 	}
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print the plan as JSON")
+	cmd.Flags().StringArrayVar(&setFlags, "set", nil, "sweep a value as labrun run --set does: PATH=V1,V2,...")
 	return cmd
 }

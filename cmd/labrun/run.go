@@ -30,6 +30,7 @@ type runFlags struct {
 	engines   []string
 	tags      []string
 	skipTags  []string
+	sets      []string
 	verbose   bool
 }
 
@@ -53,6 +54,7 @@ func newRunCmd() *cobra.Command {
 	fl.StringSliceVar(&f.engines, "engine", nil, "run each scenario on these server engines (process, container; comma-separated or repeated)")
 	fl.StringSliceVar(&f.tags, "tag", nil, "run only scenarios with all of these tags")
 	fl.StringSliceVar(&f.skipTags, "skip-tag", nil, "skip scenarios with any of these tags")
+	fl.StringArrayVar(&f.sets, "set", nil, "sweep a value: PATH=V1,V2,... (HOST.net.ipv4.KEY, server.VARIABLE, STEP.OPTION, flavor, engine); adds an axis to the scenario's matrix or replaces one; repeatable")
 	fl.BoolVarP(&f.verbose, "verbose", "v", false, "log each step")
 	return cmd
 }
@@ -142,7 +144,12 @@ func runScenarios(cmd *cobra.Command, f *runFlags, args []string) error {
 	if err != nil {
 		return exitWith(exitUsage, err)
 	}
-	// Every file is validated before anything is touched.
+	sets, err := parseSets(f.sets)
+	if err != nil {
+		return exitWith(exitUsage, err)
+	}
+	// Every file, and every cell of its matrix, is validated before
+	// anything is touched.
 	var scs []*scenarios.Scenario
 	var bad []string
 	for _, p := range files {
@@ -151,9 +158,17 @@ func runScenarios(cmd *cobra.Command, f *runFlags, args []string) error {
 			bad = append(bad, err.Error())
 			continue
 		}
-		if hasAll(sc.Tags, f.tags) && !hasAny(sc.Tags, f.skipTags) {
-			// One scenario instance per server it runs on.
-			scs = append(scs, scenarios.Instances(sc, dedupe(f.flavors), dedupe(f.engines))...)
+		// One instance per matrix cell and server; tags are the
+		// instance's, since a long cell is not quick.
+		insts, err := expand(sc, sets, dedupe(f.flavors), dedupe(f.engines))
+		if err != nil {
+			bad = append(bad, err.Error())
+			continue
+		}
+		for _, in := range insts {
+			if hasAll(in.Tags, f.tags) && !hasAny(in.Tags, f.skipTags) {
+				scs = append(scs, in)
+			}
 		}
 	}
 	if len(bad) > 0 {

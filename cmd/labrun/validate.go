@@ -24,8 +24,19 @@ func newValidateCmd() *cobra.Command {
 			}
 			var bad []string
 			for _, p := range files {
-				if _, err := scenarios.Load(p); err != nil {
+				sc, err := scenarios.Load(p)
+				if err != nil {
 					bad = append(bad, err.Error())
+					continue
+				}
+				// Every cell of a matrix must load too.
+				insts, err := scenarios.Expand(sc, nil, nil)
+				if err != nil {
+					bad = append(bad, err.Error())
+					continue
+				}
+				if sc.Matrix != nil {
+					fmt.Fprintf(cmd.OutOrStdout(), "%s: ok (%d cells)\n", p, len(insts))
 					continue
 				}
 				fmt.Fprintf(cmd.OutOrStdout(), "%s: ok\n", p)
