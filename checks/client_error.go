@@ -173,13 +173,13 @@ func (o *Observations) expectedElapsed(c *scenarios.Check, res *Step) (d time.Du
 	case "data":
 		// The ladder starts when the segment that is never acknowledged is
 		// first sent; the capture says when that was.
-		m := tcpmodel.Data(sys, 0)
 		scratch := &reports.Check{}
 		f, _, found := o.flow(c, res, res.Host, scratch)
 		if !found {
 			return 0, "", false, "model data: " + scratch.Message
 		}
 		rtx := f.DataRetransmits(f.Client)
+		m := o.dataModel(f, f.Client, res.Host, rtx)
 		if len(rtx) == 0 {
 			return 0, "", false, "model data: no retransmitted data segment of the client in the capture to start the ladder from"
 		}

@@ -1,6 +1,10 @@
 package checks
 
 import (
+	"fmt"
+	"net/netip"
+	"time"
+
 	"github.com/labrun/labrun/capture"
 	"github.com/labrun/labrun/reports"
 	"github.com/labrun/labrun/scenarios"
@@ -33,8 +37,8 @@ func checkData(o *Observations, c *scenarios.Check, out *reports.Check) {
 		return
 	}
 	from, fromHost := o.sender(c, res, f)
-	model := tcpmodel.Data(o.Sysctls[fromHost], 0)
 	rtx := f.DataRetransmits(from)
+	model := o.dataModel(f, from, fromHost, rtx)
 	pkts := rtx
 	if len(rtx) > 0 {
 		for i := range f.Packets {
@@ -48,4 +52,42 @@ func checkData(o *Observations, c *scenarios.Check, out *reports.Check) {
 	}
 	o.ladder(c, model, len(rtx), intervals(pkts), f, host, out)
 	o.finding(c, out, len(rtx))
+}
+
+// dataModel is the data-retransmission schedule of the sender on the flow,
+// with the RTO the sender's kernel had when the lost segment was first
+// sent: its RTT estimator replayed over the capture's samples before then.
+// Without samples it is the steady state (srtt ≈ 0 on a veth link).
+func (o *Observations) dataModel(f *capture.Flow, from netip.AddrPort, fromHost string, rtx []capture.Packet) tcpmodel.Schedule {
+	sys := o.Sysctls[fromHost]
+	var before time.Time
+	if len(rtx) > 0 {
+		before = rtx[0].Time
+		for _, p := range f.Packets {
+			if p.Src == from && p.Seq == rtx[0].Seq && p.Payload > 0 && !p.Retransmission {
+				before = p.Time
+				break
+			}
+		}
+	}
+	var samples []tcpmodel.RTTSample
+	for _, sm := range f.RTTSamples(from) {
+		if before.IsZero() || !sm.At.After(before) {
+			samples = append(samples, tcpmodel.RTTSample{RTT: sm.RTT, Una: sm.Una, Nxt: sm.Nxt})
+		}
+	}
+	m := tcpmodel.Data(sys, 0)
+	if len(samples) > 0 {
+		rto, srtt := tcpmodel.RTO(sys, samples)
+		m = tcpmodel.DataRTO(sys, srtt, rto)
+		m.Explain = fmt.Sprintf("The sender's RTO when the segment was sent, from %d RTT samples in the capture: %.0f ms. %s", len(samples), float64(rto.Microseconds())/1000, m.Explain)
+	}
+	// The kernel gives up on time, not on a count: when the last predicted
+	// retransmission was due within the timers' lateness of the give-up
+	// time, late timers (the wheel rounds each expiry up by up to an eighth)
+	// make it give up there instead, and the capture shows which.
+	if m.Borderline && len(rtx) == m.Count-1 {
+		m = m.Early()
+	}
+	return m
 }

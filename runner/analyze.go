@@ -58,7 +58,7 @@ func (r *run) analyze(rep *reports.Scenario) {
 	if p, ok := r.saveJSON("observations.json", o); ok {
 		rep.Artifacts.Observations = p
 	}
-	if b, err := os.ReadFile(r.sc.File); err == nil {
+	if b, err := r.sc.Document(); err == nil {
 		p := filepath.Join(r.art, "scenario.yaml")
 		if os.WriteFile(p, b, 0o644) == nil {
 			rep.Artifacts.Scenario = r.rel(p)

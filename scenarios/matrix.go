@@ -2,6 +2,7 @@ package scenarios
 
 import (
 	"fmt"
+	"os"
 	"regexp"
 	"strconv"
 	"strings"
@@ -288,6 +289,9 @@ func (s *Scenario) WithCell(cell Cell) (*Scenario, error) {
 		return nil, err
 	}
 	inst.Name = s.Name + " [" + cell.Label() + "]"
+	// The instance's document names it too, so that what a run saves of it
+	// (scenario.yaml) loads as the cell that ran.
+	setPath(root, []string{"name"}, inst.Name, root.Line)
 	inst.Tags = appendNew(append([]string{}, s.Tags...), cell.Tags...)
 	if contains(cell.Tags, "long") {
 		// A long cell of a quick scenario is not quick.
@@ -484,4 +488,18 @@ func (m *Matrix) AxisNames() []string {
 		out = append(out, a.AxisName())
 	}
 	return out
+}
+
+// Document is the scenario's YAML as it runs: the file as written, or,
+// for a matrix cell, the document with the cell's values written in.
+func (s *Scenario) Document() ([]byte, error) {
+	if s.Cell == nil && s.File != "" {
+		if b, err := os.ReadFile(s.File); err == nil {
+			return b, nil
+		}
+	}
+	if s.root == nil {
+		return nil, fmt.Errorf("scenario %s has no document", s.Name)
+	}
+	return yaml.Marshal(s.root)
 }

@@ -150,3 +150,26 @@ func TestMatrixInvalid(t *testing.T) {
 		t.Errorf("--set with no values: %v", err)
 	}
 }
+
+// A cell's document, as a run saves it, loads back as that cell.
+func TestCellDocument(t *testing.T) {
+	sc, err := LoadBytes("sweep.yaml", []byte(sweep))
+	if err != nil {
+		t.Fatal(err)
+	}
+	insts, err := Expand(sc, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	doc, err := insts[2].Document()
+	if err != nil {
+		t.Fatal(err)
+	}
+	back, err := LoadBytes("scenario.yaml", doc)
+	if err != nil {
+		t.Fatalf("%v\n%s", err, doc)
+	}
+	if back.Name != insts[2].Name || back.Matrix != nil || back.Hosts["client"].Sysctls["net.ipv4.tcp_syn_retries"] != "2" {
+		t.Errorf("reloaded %q matrix %v sysctls %v", back.Name, back.Matrix, back.Hosts["client"].Sysctls)
+	}
+}

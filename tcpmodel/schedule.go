@@ -338,7 +338,17 @@ func SYNACKWithSYNs(s Sysctls, synOffsets []time.Duration) Schedule {
 // one host's sysctls only. A per-route rto_min, TCP_USER_TIMEOUT, orphaned
 // sockets (tcp_orphan_retries) and a zero window (which turns retransmissions
 // into probes) are not modelled.
-func Data(s Sysctls, rtt time.Duration) Schedule {
+func Data(s Sysctls, rtt time.Duration) Schedule { return DataRTO(s, rtt, 0) }
+
+// DataRTO is Data for a connection whose RTO the capture gives (RTO over
+// its RTT samples): the RTO a segment is first retransmitted with is then
+// srtt plus the connection's rttvar, not the steady state's srtt +
+// tcp_rto_min. That matters for the give-up: retransmits_timed_out compares
+// the time since the first RTO retransmission with a budget made of
+// 200 ms doublings, so an RTO of 216 ms (a MySQL session's 12 ms srtt)
+// crosses the budget of tcp_retries2=3 one expiry earlier than 204 ms
+// does. rto 0 means the steady state.
+func DataRTO(s Sysctls, rtt, rto time.Duration) Schedule {
 	r := &reader{s: s}
 	c := newClock()
 	retries2 := r.int(KeyRetries2)
@@ -353,6 +363,9 @@ func Data(s Sysctls, rtt time.Duration) Schedule {
 	// floor of 1 µs keeps the arithmetic on the kernel's RTT-based path.
 	srttUs := max(rtt.Microseconds(), 1)
 	rtoJ := min(max(c.usecs(srttUs+rtoMinUs), rtoMinJ), rtoMaxJ)
+	if rto > 0 {
+		rtoJ = min(max(c.usecs(rto.Microseconds()), rtoMinJ), rtoMaxJ)
+	}
 
 	tlp := (early == 3 || early == 4) && sack != 0
 	var offs []int64
@@ -413,8 +426,12 @@ func Data(s Sysctls, rtt time.Duration) Schedule {
 	if thin != 0 {
 		backoff = fmt.Sprintf("constant for the first %d (tcp_thin_linear_timeouts=1), then doubling", ThinLinearRetries)
 	}
-	main := fmt.Sprintf("%s, then %d RTO retransmissions from an RTO of %s (srtt %s + tcp_rto_min %s, in jiffies at HZ=%d), %s up to %s: %d retransmissions in all. tcp_retries2=%d allows %s from the first RTO retransmission (tcp_model_timeout from TCP_RTO_MIN); the connection fails with ETIMEDOUT at the first RTO expiry past it, %s after the original.",
-		probe, n, fmtDur(c.dur(rtoJ)), fmtDur(time.Duration(srttUs)*time.Microsecond), fmtDur(c.dur(rtoMinJ)), c.hz, backoff, fmtDur(c.dur(rtoMaxJ)), sc.Count, retries2, fmtDur(limit), fmtDur(sc.GiveUp))
+	rtoFrom := fmt.Sprintf("srtt %s + tcp_rto_min %s", fmtDur(time.Duration(srttUs)*time.Microsecond), fmtDur(c.dur(rtoMinJ)))
+	if rto > 0 {
+		rtoFrom = fmt.Sprintf("the connection's, from its RTT samples: srtt %s", fmtDur(time.Duration(srttUs)*time.Microsecond))
+	}
+	main := fmt.Sprintf("%s, then %d RTO retransmissions from an RTO of %s (%s, in jiffies at HZ=%d), %s up to %s: %d retransmissions in all. tcp_retries2=%d allows %s from the first RTO retransmission (tcp_model_timeout from TCP_RTO_MIN); the connection fails with ETIMEDOUT at the first RTO expiry past it, %s after the original.",
+		probe, n, fmtDur(c.dur(rtoJ)), rtoFrom, c.hz, backoff, fmtDur(c.dur(rtoMaxJ)), sc.Count, retries2, fmtDur(limit), fmtDur(sc.GiveUp))
 	if truncated {
 		main += fmt.Sprintf(" The walk stopped after %d retransmissions.", maxSteps)
 	}

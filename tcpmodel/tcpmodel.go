@@ -285,3 +285,20 @@ func fmtList(ds []time.Duration) string {
 	}
 	return strings.Join(parts, ", ")
 }
+
+// Early is the neighbouring outcome of a Borderline schedule: the kernel
+// gives up at the expiry where it was predicted to send its last
+// retransmission, because its timers fired late enough for the time-based
+// rule to be met there. Count is one less, and GiveUp is that expiry.
+func (s Schedule) Early() Schedule {
+	if !s.Borderline || s.Count == 0 {
+		return s
+	}
+	e := s
+	e.Count = s.Count - 1
+	e.Offsets = append([]time.Duration{}, s.Offsets[:e.Count]...)
+	e.Intervals = append([]time.Duration{}, s.Intervals[:e.Count]...)
+	e.GiveUp = s.Offsets[e.Count]
+	e.Explain = s.Explain + fmt.Sprintf(" That last expiry fell within the timers' lateness of the give-up time, so the kernel may give up there instead: %d retransmissions, ETIMEDOUT at %s.", e.Count, fmtDur(e.GiveUp))
+	return e
+}
