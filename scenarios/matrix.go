@@ -18,7 +18,7 @@ type Matrix struct {
 	Axes []Axis `yaml:"axes" json:"axes"`
 	// Cells, if set, are the cells to run instead of the product of the
 	// axes: each names a value for every axis.
-	Cells []map[string]string `yaml:"cells,omitempty" json:"cells,omitempty"`
+	Cells []map[string]Scalar `yaml:"cells,omitempty" json:"cells,omitempty"`
 	// Tags adds tags to the cells whose values match, so that a quick run
 	// can skip the long cells.
 	Tags []CellTags `yaml:"tags,omitempty" json:"tags,omitempty"`
@@ -34,12 +34,16 @@ type Axis struct {
 	// client step: connect_timeout, read_timeout, write_timeout, rcvbuf),
 	// flavor or engine.
 	Set    string   `yaml:"set" json:"set"`
-	Values []string `yaml:"values" json:"values"`
+	Values []Scalar `yaml:"values" json:"values"`
 }
+
+// Scalar is a value as a scenario writes it: text, a number or a boolean,
+// kept as text (3, "3" and 3.0 differ only where the target says so).
+type Scalar string
 
 // CellTags are tags for the cells whose values include When.
 type CellTags struct {
-	When map[string]string `yaml:"when" json:"when"`
+	When map[string]Scalar `yaml:"when" json:"when"`
 	Tags []string          `yaml:"tags" json:"tags"`
 }
 
@@ -97,7 +101,9 @@ func (s *Scenario) resolve(set string) (target, error) {
 	switch {
 	case set == "flavor" || set == "engine":
 		return target{path: []string{"server", set}, what: "the server's " + set}, nil
-	case strings.HasPrefix(set, "server."):
+	case strings.HasPrefix(set, "server.") && !strings.HasPrefix(set, "server.net."):
+		// A host may be named server too: its sysctls are server.net.*,
+		// which no variable name can be.
 		name := strings.TrimPrefix(set, "server.")
 		if !variableName.MatchString(name) {
 			return target{}, fmt.Errorf("bad server variable %q", name)
@@ -167,9 +173,9 @@ func (c *Validator) matrix() {
 		if len(a.Values) == 0 {
 			c.add(path+".values", "want at least one value")
 		}
-		seen := map[string]bool{}
+		seen := map[Scalar]bool{}
 		for j, v := range a.Values {
-			if strings.TrimSpace(v) == "" {
+			if strings.TrimSpace(string(v)) == "" {
 				c.add(fmt.Sprintf("%s.values[%d]", path, j), "empty value")
 			} else if seen[v] {
 				c.add(fmt.Sprintf("%s.values[%d]", path, j), "value %s listed twice", v)
@@ -219,7 +225,7 @@ func (s *Scenario) Cells() []Cell {
 		for _, given := range m.Cells {
 			c := Cell{Axes: axes}
 			for _, a := range axes {
-				c.Values = append(c.Values, given[a])
+				c.Values = append(c.Values, string(given[a]))
 			}
 			cells = append(cells, c)
 		}
@@ -229,7 +235,7 @@ func (s *Scenario) Cells() []Cell {
 			var next []Cell
 			for _, c := range cells {
 				for _, v := range a.Values {
-					next = append(next, Cell{Axes: axes, Values: append(append([]string{}, c.Values...), v)})
+					next = append(next, Cell{Axes: axes, Values: append(append([]string{}, c.Values...), string(v))})
 				}
 			}
 			cells = next
@@ -239,7 +245,7 @@ func (s *Scenario) Cells() []Cell {
 		for _, t := range m.Tags {
 			match := true
 			for k, v := range t.When {
-				if got, _ := cells[i].Value(k); got != v {
+				if got, _ := cells[i].Value(k); got != string(v) {
 					match = false
 				}
 			}
@@ -357,8 +363,12 @@ func (e *cellsError) Is(target error) bool { return target == ErrInvalidScenario
 // SetAxis adds an axis to the scenario's matrix, or replaces the values
 // of the axis that sets the same thing: `labrun run --set`. The matrix is
 // validated again.
-func (s *Scenario) SetAxis(set string, values []string) error {
-	if len(values) == 0 {
+func (s *Scenario) SetAxis(set string, strs []string) error {
+	values := make([]Scalar, len(strs))
+	for i, v := range strs {
+		values[i] = Scalar(v)
+	}
+	if len(strs) == 0 {
 		return fmt.Errorf("--set %s: no values", set)
 	}
 	if _, err := s.resolve(set); err != nil {

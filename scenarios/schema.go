@@ -335,12 +335,17 @@ type schemaGen struct {
 
 var durationReflectType = reflect.TypeOf(Duration(0))
 
+var scalarType = reflect.TypeOf(Scalar(""))
+
 // durationValuer is implemented by an action's own type that is a duration
 // in YAML (sleep), so that the schema says so.
 var durationValuer = reflect.TypeOf((*interface{ Duration() Duration })(nil)).Elem()
 
 // typeSchema returns the schema of a value of type t.
 func (g *schemaGen) typeSchema(t reflect.Type) jsonObj {
+	if t == scalarType {
+		return jsonObj{{"type", []string{"string", "number", "boolean"}}}
+	}
 	if t == durationReflectType || t.Implements(durationValuer) {
 		if _, ok := g.defs["Duration"]; !ok {
 			g.defs["Duration"] = jsonObj{
