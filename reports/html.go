@@ -34,7 +34,9 @@ var htmlPage = template.Must(template.New("report").Funcs(template.FuncMap{
 		_, status := checkResult(c)
 		return status
 	},
-	"keys": func(m map[string]string) []string { return sortedKeys(m) },
+	"keys":  func(m map[string]string) []string { return sortedKeys(m) },
+	"plots": func(m *Matrix) []Plot { return m.Plots() },
+	"join":  strings.Join,
 	"hosts": func(m map[string]map[string]string) []string {
 		return sortedKeys(m)
 	},
@@ -85,6 +87,9 @@ section { border-left: 6px solid #999; padding: 0.2em 1em 0.8em; margin: 1.2em 0
 section.pass { border-color: #2a7d2a; }
 section.fail { border-color: #c0392b; }
 section.skip { border-color: #b8860b; }
+section.matrix { border-color: #0072b2; }
+figure { display: inline-block; margin: 0.5em 1em 0.5em 0; }
+figcaption { font-size: 0.9em; color: #333; }
 .badge { display: inline-block; padding: 0 0.4em; border-radius: 3px; color: #fff; font-size: 0.85em; }
 .badge.pass { background: #2a7d2a; }
 .badge.fail { background: #c0392b; }
@@ -109,7 +114,19 @@ pre { margin: 0.3em 0; white-space: pre-wrap; }
 <body>
 <h1>labrun report</h1>
 <p class="meta">labrun {{.Labrun}} · started {{.Started.UTC.Format "2006-01-02 15:04:05 UTC"}} · {{counts .}}</p>
-{{range $s := .Scenarios}}{{$status := .Status}}
+{{range $m := .Matrices}}<section class="matrix">
+<h2>matrix {{.Name}}</h2>
+<p class="meta">{{len .Cells}} cells over {{join .Axes ", "}}; each row is a cell's check, as in the cell's own section below</p>
+<table>
+<thead><tr>{{range .Axes}}<th>{{.}}</th>{{end}}<th>server</th><th>check</th><th>documented</th><th>model (expected)</th><th>observed</th><th>result</th></tr></thead>
+<tbody>
+{{range $c := .Cells}}{{range .Checks}}<tr class="{{.Status}}">{{range $c.Values}}<td class="value">{{.}}</td>{{end}}<td>{{$c.Server}}</td><td>{{.Name}}</td><td class="value">{{render .Documented}}</td><td class="value">{{render .Expected}}</td><td class="value">{{render .Observed}}</td><td class="result">{{.Status}}</td></tr>
+{{end}}{{end}}</tbody>
+</table>
+{{range plots $m}}<figure><figcaption>{{.Title}}</figcaption>
+{{.SVG}}</figure>
+{{end}}</section>
+{{end}}{{range $s := .Scenarios}}{{$status := .Status}}
 <section class="{{$status}}">
 <h2><span class="badge {{$status}}">{{upper $status}}</span> {{.Name}}</h2>
 <p class="meta">{{.File}}{{with server .Environment.Server}} · {{.}}{{end}}{{with .Environment.Server.Image}} ({{.}}){{end}}{{with .Environment.Kernel}} · kernel {{.}}{{end}} · {{seconds .DurationS}} (setup {{seconds .Phases.SetupS}}, timeline {{seconds .Phases.TimelineS}}, analysis {{seconds .Phases.AnalysisS}}, teardown {{seconds .Phases.TeardownS}}){{with .Tags}} · tags: {{range $i, $t := .}}{{if $i}}, {{end}}{{$t}}{{end}}{{end}}</p>

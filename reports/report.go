@@ -22,6 +22,9 @@ type Report struct {
 	Labrun    string      `json:"labrun"`
 	Started   time.Time   `json:"started"`
 	Scenarios []*Scenario `json:"scenarios"`
+	// Matrices gathers the instances of each scenario that ran as a
+	// matrix: a row per cell, per check documented, model and observed.
+	Matrices []*Matrix `json:"matrices,omitempty"`
 }
 
 // New returns an empty report stamped with this build's version.
@@ -55,6 +58,8 @@ type Scenario struct {
 	// Iptables holds the packet counters of the scenario's rules at the end of
 	// the timeline, and of removed rules just before their removal.
 	Iptables any `json:"iptables,omitempty"`
+	// Cell is set for an instance of a matrix: which cell it ran.
+	Cell *CellInfo `json:"cell,omitempty"`
 }
 
 // Status is "pass", "fail" or "skip"; a skipped scenario is neither passed

@@ -39,6 +39,11 @@ func WriteSummary(w io.Writer, r *Report, color bool) error {
 		}
 		writeScenarioSummary(bw, s, p)
 	}
+	if len(r.Matrices) > 0 {
+		if err := WriteMatrices(bw, r); err != nil {
+			return err
+		}
+	}
 	if len(r.Scenarios) > 0 {
 		bw.WriteString("\n")
 	}

@@ -118,6 +118,9 @@ func Run(ctx context.Context, sc *scenarios.Scenario, opt Options) (*reports.Sce
 		Environment: reports.Environment{Kernel: r.kernelRel, Sysctls: r.sysctls, Hosts: map[string]string{}},
 		Checks:      []*reports.Check{}, Artifacts: reports.Artifacts{Pcap: []string{}}}
 	rep.Environment.Server = reports.ServerInfo{Flavor: r.flavor, Engine: r.engine, Image: r.image}
+	if sc.Cell != nil {
+		rep.Cell = &reports.CellInfo{Matrix: sc.Parent, Axes: sc.Cell.Axes, Values: sc.Cell.Values}
+	}
 	started := time.Now()
 	// A machine without what a step or check needs (sch_netem for the
 	// netem action) cannot run the scenario at all: it is skipped before

@@ -234,6 +234,14 @@ func runScenarios(cmd *cobra.Command, f *runFlags, args []string) error {
 		}(i, sc)
 	}
 	wg.Wait()
+	rep.BuildMatrices()
+	for _, m := range rep.Matrices {
+		// One CSV per matrix beside report.json, with the same numbers.
+		p := filepath.Join(f.reportDir, "matrix-"+strings.NewReplacer("/", "_", " ", "_").Replace(m.Name)+".csv")
+		if err := writeFile(p, func(w *os.File) error { return reports.WriteMatrixCSV(w, m) }); err != nil {
+			return exitWith(exitInfra, err)
+		}
+	}
 	if err := reports.WriteJSONFile(f.reportDir, rep); err != nil {
 		return exitWith(exitInfra, err)
 	}
