@@ -143,6 +143,13 @@ func TestMatrixInvalid(t *testing.T) {
 	if want := `sweep.yaml:16: timeline[0].client.read_timeout: in cell [read_timeout=soon]: bad duration "soon": want a number with a unit (ms, s, m)`; err == nil || err.Error() != want {
 		t.Errorf("error:\n%v\nwant:\n%s", err, want)
 	}
+	// A value the kernel would refuse is refused before anything runs.
+	if err := sc.SetAxis("client.net.ipv4.tcp_syn_retries", []string{"200"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Expand(sc, nil, nil); err == nil || !strings.Contains(err.Error(), `in cell [read_timeout=2s tcp_syn_retries=200]: bad value "200": out of the kernel's range 1 to 127`) {
+		t.Errorf("kernel range: %v", err)
+	}
 	if err := sc.SetAxis("clinet.net.ipv4.tcp_retries2", []string{"3"}); err == nil || err.Error() != `--set clinet.net.ipv4.tcp_retries2: unknown host "clinet" (hosts: client, server)` {
 		t.Errorf("--set error: %v", err)
 	}

@@ -2,6 +2,7 @@ package scenarios
 
 import (
 	"fmt"
+
 	"net/netip"
 	"reflect"
 	"regexp"
@@ -9,6 +10,8 @@ import (
 	"strings"
 	"time"
 	"unicode"
+
+	"github.com/labrun/labrun/tcpmodel"
 )
 
 // The other closed sets of values. The schema takes its enums from these
@@ -186,6 +189,10 @@ func (c *Validator) sysctls(path string, m map[string]string) {
 			c.add(p, "bad sysctl key %q: want a dotted name such as net.ipv4.tcp_syn_retries", k)
 		case strings.TrimSpace(m[k]) == "":
 			c.add(p, "empty value")
+		default:
+			if err := tcpmodel.CheckValue(k, m[k]); err != nil {
+				c.add(p, "bad value %q: %v", m[k], err)
+			}
 		}
 	}
 }

@@ -302,3 +302,36 @@ func (s Schedule) Early() Schedule {
 	e.Explain = s.Explain + fmt.Sprintf(" That last expiry fell within the timers' lateness of the give-up time, so the kernel may give up there instead: %d retransmissions, ETIMEDOUT at %s.", e.Count, fmtDur(e.GiveUp))
 	return e
 }
+
+// ranges are the values the kernel accepts for the keys it bounds
+// (net/ipv4/sysctl_net_ipv4.c: proc_dointvec_minmax and friends); the
+// model's other keys take any integer.
+var ranges = map[string][2]int64{
+	KeySynRetries:         {1, 127},
+	KeySynLinearTimeouts:  {0, 127},
+	KeyEarlyRetrans:       {0, 4},
+	KeySack:               {0, 1},
+	KeyThinLinearTimeouts: {0, 1},
+	KeyRTOMaxMs:           {1000, 120000},
+	KeyRTOMinUs:           {1, 2147483647},
+}
+
+// CheckValue says whether the kernel would take value for key, for the
+// keys the model reads: an integer, within the kernel's bounds where it has
+// them. Other keys are left to the kernel (nil).
+func CheckValue(key, value string) error {
+	if _, known := keys[key]; !known {
+		return nil
+	}
+	n, err := strconv.ParseInt(strings.TrimSpace(value), 10, 64)
+	if err != nil {
+		return fmt.Errorf("want an integer")
+	}
+	if r, ok := ranges[key]; ok && (n < r[0] || n > r[1]) {
+		return fmt.Errorf("out of the kernel's range %d to %d", r[0], r[1])
+	}
+	if n < 0 {
+		return fmt.Errorf("want 0 or more")
+	}
+	return nil
+}

@@ -489,10 +489,17 @@ func TestQuickLibrary(t *testing.T) {
 				if sc.Environment.Server.Flavor != flavor || sc.Environment.Server.Version == "" {
 					t.Errorf("%s: server %+v, want flavor %s with a version", sc.Name, sc.Environment.Server, flavor)
 				}
+				hasSYN := false
 				for _, c := range sc.Checks {
 					if !c.Passed {
 						t.Errorf("%s: %s failed", sc.Name, c.Name)
 					}
+					hasSYN = hasSYN || c.Type == "syn_retransmits"
+				}
+				if hasSYN {
+					// Every cell of the SYN sweeps too: model = observed
+					// = tshark's count in the saved pcap.
+					synCountAgrees(t, sc)
 				}
 			}
 			assertUnchanged(t, before)
