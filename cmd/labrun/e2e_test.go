@@ -301,11 +301,18 @@ func synCountAgrees(t *testing.T, sc reportScenario) (float64, string) {
 	if got != want {
 		t.Errorf("%s: observed %v SYN retransmissions, model %v", sc.Name, got, want)
 	}
+	// The client's capture, or the server's where only it is kept (the
+	// SYNs arrive there all the same).
 	var clientPcap string
-	for _, p := range sc.Artifacts.Pcap {
-		if strings.HasSuffix(p, "client.pcap") {
-			clientPcap = p
+	for _, want := range []string{"client.pcap", "server.pcap"} {
+		for _, p := range sc.Artifacts.Pcap {
+			if clientPcap == "" && strings.HasSuffix(p, want) {
+				clientPcap = p
+			}
 		}
+	}
+	if clientPcap == "" {
+		t.Fatalf("%s: no client or server pcap among %v", sc.Name, sc.Artifacts.Pcap)
 	}
 	oracle := tsharkCount(t, clientPcap, "tcp.flags.syn==1 && tcp.flags.ack==0 && tcp.analysis.retransmission")
 	if float64(oracle) != got {
