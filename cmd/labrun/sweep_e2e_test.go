@@ -82,6 +82,7 @@ func TestSetInvalid(t *testing.T) {
 		{"tcp_retries2", "--set tcp_retries2: want PATH=VALUE[,VALUE...]"},
 		{"session.sql=1", `--set session.sql: unknown client option "sql"`},
 		{"client.net.ipv4.tcp_retries2=3,x", `in cell [tcp_retries2=x]`},
+		{"client.net.ipv4.tcp_retries3=3", "--set client.net.ipv4.tcp_retries3: no sysctl net.ipv4.tcp_retries3 on this kernel"},
 	} {
 		r := labrun(t, "run", "../../scenarios/lab-e/data-retransmit.yaml", "--set", tt.set)
 		if r.code != 4 || !strings.Contains(r.stderr, tt.want) {
