@@ -40,6 +40,16 @@ func TestSetRandomValues(t *testing.T) {
 		{"lab-c/idle-trx-keepalive.yaml", []string{"server.net.ipv4.tcp_keepalive_time=" + pick(4, 8),
 			"server.net.ipv4.tcp_keepalive_intvl=" + pick(1, 3), "server.net.ipv4.tcp_keepalive_probes=" + pick(3, 4)}},
 		{"lab-c/idle-trx-wait-timeout.yaml", []string{"server.wait_timeout=" + pick(7, 20)}},
+		{"lab-e/syn-dropped-go.yaml", []string{"client.net.ipv4.tcp_syn_retries=" + pick(1, 3), "client.net.ipv4.tcp_syn_linear_timeouts=" + pick(0, 4)}},
+		{"lab-e/syn-dropped-mariadb.yaml", []string{"client.net.ipv4.tcp_syn_retries=" + pick(1, 3)}},
+		// The server holds the request 3, 7 or 15 s.
+		{"lab-e/third-ack-dropped.yaml", []string{"server.net.ipv4.tcp_synack_retries=" + pick(1, 3)}},
+		// The server's result is retransmitted until tcp_retries2 gives up.
+		{"lab-c/running-statement.yaml", []string{"server.net.ipv4.tcp_retries2=" + pick(2, 4)}},
+		// The KILL at 4 s releases the waiter long before its lock wait.
+		{"lab-c/kill-remedy.yaml", []string{"server.innodb_lock_wait_timeout=" + pick(10, 60)}},
+		// Under the readers' 10 s pause (see the Lab D page).
+		{"lab-d/slow-reader-ftwrl.yaml", []string{"server.net_write_timeout=" + pick(6, 9)}},
 	}
 	// Each file gets only its own axes: one labrun per file.
 	args := []string{"run", "-j", "3"}
