@@ -5,9 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"flag"
-	"github.com/labrun/labrun/actions"
-	_ "github.com/labrun/labrun/checks"
-	. "github.com/labrun/labrun/scenarios"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -16,6 +13,10 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/labrun/labrun/actions"
+	_ "github.com/labrun/labrun/checks"
+	. "github.com/labrun/labrun/scenarios"
 )
 
 // update rewrites generated files (scenarios/schema.json) instead of
@@ -164,25 +165,7 @@ func TestLoadValid(t *testing.T) {
 // TestLoadLibrary loads the lab library, so that a change to the loader
 // that breaks a shipped scenario fails here rather than in a lab run.
 func TestLoadLibrary(t *testing.T) {
-	var files []string
-	err := filepath.WalkDir(".", func(path string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		if d.IsDir() && path == "testdata" {
-			return filepath.SkipDir
-		}
-		if !d.IsDir() && (strings.HasSuffix(path, ".yaml") || strings.HasSuffix(path, ".yml")) {
-			files = append(files, path)
-		}
-		return nil
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(files) == 0 {
-		t.Skip("no scenarios under ../scenarios yet")
-	}
+	files := libraryFiles(t)
 	for _, f := range files {
 		t.Run(f, func(t *testing.T) {
 			if _, err := Load(f); err != nil {
