@@ -109,7 +109,13 @@ func PredictedLength(sc *scenarios.Scenario) time.Duration {
 			if !ok || !strings.HasSuffix(k, "_s") || strings.HasPrefix(k, "intervals") || strings.HasPrefix(k, "offsets") {
 				continue
 			}
-			longest = max(longest, start[step]+time.Duration(f*float64(time.Second)))
+			from := start[step]
+			// A waiter's release is counted from the step whose session
+			// it waits on, not from its own start.
+			if other, ok := strings.CutPrefix(k, "proceeds_after_step_"); ok {
+				from = start[strings.TrimSuffix(other, "_s")]
+			}
+			longest = max(longest, from+time.Duration(f*float64(time.Second)))
 		}
 	}
 	return min(longest, sc.Limit.D())

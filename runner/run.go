@@ -139,6 +139,10 @@ func Run(ctx context.Context, sc *scenarios.Scenario, opt Options) (*reports.Sce
 	} else {
 		tl := time.Now()
 		runErr = r.timeline(ctx)
+		if runErr == nil {
+			// Still the experiment: the kernel goes on after the clients.
+			r.watchModel(ctx)
+		}
 		rep.Phases.TimelineS = since(tl)
 		an := time.Now()
 		r.stopObservers()
@@ -373,6 +377,31 @@ func sanitize(s string) string {
 		}
 		return r
 	}, s)
+}
+
+// watchModel keeps the observers running after the timeline until the
+// last event the model predicts for the checks (a server's last SYN-ACK, a
+// request dropped, a session ended), plus that event's timing tolerance:
+// a client that gives up first ends the timeline, but what the checks
+// follow on the server goes on, and must be seen to pass or fail on
+// evidence. Bounded by the scenario's limit and by an interruption.
+func (r *run) watchModel(ctx context.Context) {
+	want := checks.PredictedLength(r.sc)
+	until := r.t0.Add(want + tcpmodel.Tolerance(want, 200*time.Millisecond, r.opt.Slow))
+	if limit := r.t0.Add(r.sc.Limit.D()); until.After(limit) {
+		until = limit
+	}
+	d := time.Until(until)
+	if d <= 0 {
+		return
+	}
+	r.log.Info("observing until the model's last event", "for", d.Round(time.Millisecond))
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case <-ctx.Done():
+	}
 }
 
 // stopObservers ends captures and samplers; a short grace period lets the
