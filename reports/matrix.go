@@ -2,8 +2,8 @@ package reports
 
 import (
 	"bufio"
-	"encoding/json"
 	"encoding/csv"
+	"encoding/json"
 	"fmt"
 	"io"
 	"math"
