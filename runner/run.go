@@ -379,14 +379,19 @@ func sanitize(s string) string {
 	}, s)
 }
 
-// watchModel keeps the observers running after the timeline until the
-// last event the model predicts for the checks (a server's last SYN-ACK, a
+// watchModel keeps the observers running after the timeline, when it ended
+// before the last event the model predicts for the checks, until that event (a server's last SYN-ACK, a
 // request dropped, a session ended), plus that event's timing tolerance:
 // a client that gives up first ends the timeline, but what the checks
 // follow on the server goes on, and must be seen to pass or fail on
 // evidence. Bounded by the scenario's limit and by an interruption.
 func (r *run) watchModel(ctx context.Context) {
 	want := checks.PredictedLength(r.sc)
+	if !time.Now().Before(r.t0.Add(want)) {
+		// The steps outlasted the model's last event: the capture has it,
+		// late or not, as far as the clients waited for it.
+		return
+	}
 	until := r.t0.Add(want + tcpmodel.Tolerance(want, 200*time.Millisecond, r.opt.Slow))
 	if limit := r.t0.Add(r.sc.Limit.D()); until.After(limit) {
 		until = limit
