@@ -162,7 +162,7 @@ func sessions(v *scenarios.Validator) {
 	hosts := map[string]string{}
 	steps := v.Scenario().Timeline
 	for i, st := range steps {
-		c, ok := clientOf(st)
+		c, ok := ClientOf(st)
 		if !ok || c.Session == "" {
 			continue
 		}
@@ -173,7 +173,7 @@ func sessions(v *scenarios.Validator) {
 		}
 	}
 	for i, st := range steps {
-		c, ok := clientOf(st)
+		c, ok := ClientOf(st)
 		if !ok {
 			continue
 		}
@@ -187,17 +187,14 @@ func sessions(v *scenarios.Validator) {
 	}
 }
 
-// clientOf returns a step's client action, if it is one.
-func clientOf(st *scenarios.Step) (*Client, bool) {
+// ClientOf returns a client step's action; ok is false for other steps.
+func ClientOf(st *scenarios.Step) (*Client, bool) {
 	if st == nil {
 		return nil, false
 	}
 	c, ok := st.Action.(*Client)
 	return c, ok
 }
-
-// ClientOf returns a client step's action; ok is false for other steps.
-func ClientOf(st *scenarios.Step) (*Client, bool) { return clientOf(st) }
 
 // Apply runs the client: alone, or on a named session that stays open
 // across steps.

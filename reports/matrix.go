@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"math"
-	"sort"
 	"strconv"
 	"strings"
 )
@@ -257,18 +256,4 @@ func numeric(v any) (float64, bool) {
 		return f, err == nil
 	}
 	return 0, false
-}
-
-// sortNumeric sorts axis values as numbers when they all are.
-func sortNumeric(vals []string) []string {
-	out := append([]string{}, vals...)
-	sort.SliceStable(out, func(i, j int) bool {
-		a, aok := numeric(out[i])
-		b, bok := numeric(out[j])
-		if aok && bok {
-			return a < b
-		}
-		return out[i] < out[j]
-	})
-	return out
 }

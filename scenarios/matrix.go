@@ -491,15 +491,6 @@ func scalar(v string, line int) *yaml.Node {
 	return n
 }
 
-// AxisNames lists the matrix's axis names in order.
-func (m *Matrix) AxisNames() []string {
-	var out []string
-	for _, a := range m.Axes {
-		out = append(out, a.AxisName())
-	}
-	return out
-}
-
 // Document is the scenario's YAML as it runs: the file as written, or,
 // for a matrix cell, the document with the cell's values written in.
 func (s *Scenario) Document() ([]byte, error) {
