@@ -9,6 +9,7 @@ import (
 	"fmt"
 
 	"github.com/labrun/labrun/client"
+	"github.com/labrun/labrun/iofault"
 	"github.com/labrun/labrun/journal"
 	"github.com/labrun/labrun/netem"
 	"github.com/labrun/labrun/scenarios"
@@ -32,6 +33,13 @@ type Env interface {
 	// SetSession records one (nil forgets it).
 	Session(name string) *client.Session
 	SetSession(name string, s *client.Session)
+	// Disk is the server's own disk (server.disk), nil without one.
+	Disk() *iofault.Disk
+	// ServerPIDs are the server's processes on this machine: mysqld, or
+	// the container's.
+	ServerPIDs() []int
+	// Faults are the disk faults in force.
+	Faults() *Faults
 }
 
 // Result is what an action did, beyond its error: a client's session, or
@@ -39,6 +47,7 @@ type Env interface {
 type Result struct {
 	Client  *client.Result
 	Counter *netem.Counter
+	Fault   *FaultRecord
 }
 
 // Applier is implemented by every registered action's value.

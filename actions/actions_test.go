@@ -14,7 +14,7 @@ import (
 // "connect", a client step, so that only the step under test can be wrong.
 const base = `name: t
 hosts: {client: {}, server: {}}
-server: {host: server}
+server: %s
 timeline:
   - name: connect
     at: 0s
@@ -32,30 +32,52 @@ var cases = []struct {
 	action string
 	step   string
 	want   string // "" loads
+	// server is the scenario's server; default one without a disk.
+	server string
 }{
 	{"iptables", `    host: server
-    iptables: -A INPUT -p tcp --dport 3306 -j DROP`, ""},
+    iptables: -A INPUT -p tcp --dport 3306 -j DROP`, "", ""},
 	{"iptables", `    host: server
-    iptables: -F INPUT`, "11: timeline[1].iptables: bad iptables rule: command -F not allowed: a scenario may only add (-A, -I) or delete (-D) rules"},
+    iptables: -F INPUT`, "11: timeline[1].iptables: bad iptables rule: command -F not allowed: a scenario may only add (-A, -I) or delete (-D) rules", ""},
 	{"iptables", `    host: server
-    iptables: -D INPUT -j DROP`, "11: timeline[1].iptables: impossible timeline: no step adds this rule on host server before this step deletes it"},
+    iptables: -D INPUT -j DROP`, "11: timeline[1].iptables: impossible timeline: no step adds this rule on host server before this step deletes it", ""},
 	{"sysctl", `    host: client
-    sysctl: {net.ipv4.tcp_syn_retries: 2}`, ""},
+    sysctl: {net.ipv4.tcp_syn_retries: 2}`, "", ""},
 	{"sysctl", `    host: client
-    sysctl: {kernel.pid_max: 100}`, `11: timeline[1].sysctl[kernel.pid_max]: bad sysctl key "kernel.pid_max": only per-namespace keys under net. are accepted`},
-	{"client", `    client: {kind: cli, sql: ["SELECT 1"]}`, ""},
-	{"client", `    client: {kind: cli, session: s}`, "10: timeline[1].client.session: only for kind go"},
-	{"client", `    client: {kind: go, sql: ["KILL {{nobody.id}}"]}`, "10: timeline[1].client.sql[0]: {{nobody.id}} names no session (no step has session: nobody)"},
-	{"sleep", `    sleep: 2s`, ""},
-	{"sleep", `    sleep: 2`, `10: timeline[1].sleep: bad duration "2": want a number with a unit (ms, s, m)`},
+    sysctl: {kernel.pid_max: 100}`, `11: timeline[1].sysctl[kernel.pid_max]: bad sysctl key "kernel.pid_max": only per-namespace keys under net. are accepted`, ""},
+	{"client", `    client: {kind: cli, sql: ["SELECT 1"]}`, "", ""},
+	{"client", `    client: {kind: cli, session: s}`, "10: timeline[1].client.session: only for kind go", ""},
+	{"client", `    client: {kind: go, sql: ["KILL {{nobody.id}}"]}`, "10: timeline[1].client.sql[0]: {{nobody.id}} names no session (no step has session: nobody)", ""},
+	{"sleep", `    sleep: 2s`, "", ""},
+	{"sleep", `    sleep: 2`, `10: timeline[1].sleep: bad duration "2": want a number with a unit (ms, s, m)`, ""},
 	{"netem", `    host: client
-    netem: {delay: 100ms, jitter: 10ms, loss: 1%}`, ""},
+    netem: {delay: 100ms, jitter: 10ms, loss: 1%}`, "", ""},
 	{"netem", `    host: client
-    netem: {jitter: 10ms}`, "11: timeline[1].netem: want delay or loss, or remove: true"},
+    netem: {jitter: 10ms}`, "11: timeline[1].netem: want delay or loss, or remove: true", ""},
 	{"vanish", `    host: client
-    vanish: true`, ""},
-	{"vanish", `    vanish: true`, "8: timeline[1].host: required for a vanish step"},
+    vanish: true`, "", ""},
+	{"vanish", `    vanish: true`, "8: timeline[1].host: required for a vanish step", ""},
+	{"freeze", `    freeze: {for: 2s}`, "", withDisk},
+	{"freeze", `    freeze: {for: 2s}`, "10: timeline[1].freeze: acts on the server's own disk: set server.disk", ""},
+	{"throttle", `    throttle: {write_bps: 1MiB, write_iops: 10}`, "", withDisk},
+	{"throttle", `    throttle: {for: 2s}`, "10: timeline[1].throttle: want at least one limit: read_bps, write_bps, read_iops or write_iops", withDisk},
+	{"throttle", `    throttle: {write_bps: 1MB}`, `10: timeline[1].throttle.write_bps: bad size "1MB": want bytes, or a number with KiB, MiB or GiB`, withDisk},
+	{"load", `    load: {bytes: 64MiB, for: 5s, block: 1MiB, sync_every: 16}`, "", withDisk},
+	{"load", `    load: {bytes: 64MiB}`, "10: timeline[1].load.for: want a positive duration: a load is bounded in time", withDisk},
+	{"load", `    load: {bytes: 1GiB, for: 5s}`, "10: timeline[1].load.bytes: want less than the disk's size, 512MiB", withDisk},
+	{"end", `    throttle: {write_iops: 1}
+  - name: y
+    after: x
+    end: x`, "", withDisk},
+	{"end", `    freeze: {for: 1s}
+  - name: y
+    after: x
+    end: x`, `13: timeline[2].end: step "x" ends by itself after its for`, withDisk},
 }
+
+// withDisk is a server whose data directory has a disk of its own, for the
+// disk faults.
+const withDisk = "{host: server, disk: {size: 512MiB}}"
 
 func TestActions(t *testing.T) {
 	for _, tt := range cases {
@@ -64,13 +86,17 @@ func TestActions(t *testing.T) {
 			name = tt.action + " refused"
 		}
 		t.Run(name, func(t *testing.T) {
-			src := fmt.Sprintf(base, tt.step)
+			srv := tt.server
+			if srv == "" {
+				srv = "{host: server}"
+			}
+			src := fmt.Sprintf(base, srv, tt.step)
 			sc, err := scenarios.LoadBytes("t.yaml", []byte(src))
 			if tt.want == "" {
 				if err != nil {
 					t.Fatalf("refused:\n%v", err)
 				}
-				st := sc.Timeline[1]
+				st := sc.Timeline[len(sc.Timeline)-1]
 				if st.Kind != tt.action {
 					t.Fatalf("kind %q, want %q", st.Kind, tt.action)
 				}

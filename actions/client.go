@@ -39,6 +39,18 @@ type Client struct {
 	// RcvBuf sets SO_RCVBUF on the client's socket, in bytes, before it
 	// connects; 0 leaves the kernel's default.
 	RcvBuf int `yaml:"rcvbuf,omitempty" json:"rcvbuf,omitempty"`
+	// Prepare runs each statement as a server-side prepared statement.
+	Prepare bool `yaml:"prepare,omitempty" json:"prepare,omitempty"`
+	// Pool makes the named session a database/sql pool.
+	Pool *Pool `yaml:"pool,omitempty" json:"pool,omitempty"`
+}
+
+// Pool is an application's connection pool of one connection.
+type Pool struct {
+	MaxLifetime scenarios.Duration `yaml:"max_lifetime,omitempty" json:"max_lifetime,omitempty"`
+	MaxIdleTime scenarios.Duration `yaml:"max_idle_time,omitempty" json:"max_idle_time,omitempty"`
+	// CheckLiveness defaults to true, as in go-sql-driver.
+	CheckLiveness *bool `yaml:"check_liveness,omitempty" json:"check_liveness,omitempty"`
 }
 
 // Stream paces the reading of a result.
@@ -59,6 +71,7 @@ func init() {
 	}
 	register(scenarios.ActionKind{
 		Name:     "client",
+		Settable: []string{"connect_timeout", "read_timeout", "write_timeout", "rcvbuf"},
 		Doc:      "Runs a MySQL client from the host: one session, or a named session that stays open across steps.",
 		New:      func() any { return new(Client) },
 		Host:     DefaultClientHost,
@@ -66,6 +79,7 @@ func init() {
 		TypeDocs: map[string]string{
 			"Client": "One client session: connect, run the statements in order on that one connection, and close.",
 			"Stream": "Paces the reading of a result.",
+			"Pool":   "An application's database/sql pool of one connection, kept across the session's steps.",
 		},
 		FieldDocs: map[string]string{
 			"Client.kind":            kindsDoc(),
@@ -78,6 +92,11 @@ func init() {
 			"Client.close":           "Closes the session after this step's statements.",
 			"Client.stream":          "Reads the result row by row with pauses, as a slow application with an unbuffered cursor does: the go client pauses in the last statement's rows; the cli client runs with --quick and its standard output, one line per row, is read with the pauses.",
 			"Client.rcvbuf":          "SO_RCVBUF on the client's socket, in bytes, set before it connects (go client only); 0 leaves the kernel's default.",
+			"Client.prepare":         "Runs each statement as a server-side prepared statement (COM_STMT_PREPARE, COM_STMT_EXECUTE, COM_STMT_CLOSE), as go-sql-driver does for a query with arguments when interpolateParams is off (go client only).",
+			"Client.pool":            "Makes the named session a database/sql pool of one connection, as an application holds one: set on the session's first step; each statement takes the pool's connection, and database/sql silently replaces one the driver finds bad (go client only).",
+			"Pool.max_lifetime":      "SetConnMaxLifetime: the pool retires a connection this old before reusing it; 0 means never.",
+			"Pool.max_idle_time":     "SetConnMaxIdleTime: the pool retires a connection idle this long; 0 means never.",
+			"Pool.check_liveness":    "go-sql-driver's checkConnLiveness (default true): before reusing a pooled connection, a non-blocking read finds one the server has closed, and the pool dials a new one.",
 			"Stream.pause":           "How long the client sleeps after every `rows` rows.",
 			"Stream.rows":            "How many rows are read between pauses; default 1.",
 		},
@@ -109,6 +128,8 @@ func (c *Client) options() map[string]bool {
 		"close":         c.Close,
 		"stream":        c.Stream != nil,
 		"rcvbuf":        c.RcvBuf != 0,
+		"prepare":       c.Prepare,
+		"pool":          c.Pool != nil,
 	}
 }
 
@@ -127,7 +148,7 @@ func validateClient(v *scenarios.Validator, path string, st *scenarios.Step) {
 	default:
 		// A kind without the option would accept it and do nothing:
 		// a promised timeout that never happens.
-		for _, opt := range []string{"close", "rcvbuf", "read_timeout", "session", "stream", "write_timeout"} {
+		for _, opt := range []string{"close", "pool", "prepare", "rcvbuf", "read_timeout", "session", "stream", "write_timeout"} {
 			if c.options()[opt] && !kind.Supports(opt) {
 				var with []string
 				for _, k := range client.Kinds() {
@@ -141,6 +162,12 @@ func validateClient(v *scenarios.Validator, path string, st *scenarios.Step) {
 	}
 	if c.Close && c.Session == "" {
 		v.Add(path+".close", "only with session")
+	}
+	if c.Pool != nil && c.Session == "" {
+		v.Add(path+".pool", "only with session: a pool lives across steps")
+	}
+	if c.Pool != nil && (c.Pool.MaxLifetime < 0 || c.Pool.MaxIdleTime < 0) {
+		v.Add(path+".pool", "want durations of 0 or more")
 	}
 	if c.Session != "" && !scenarios.HostName.MatchString(c.Session) {
 		v.Add(path+".session", "bad session name %q: lowercase letters, digits, - and _", c.Session)
@@ -170,6 +197,10 @@ func sessions(v *scenarios.Validator) {
 			v.Add(fmt.Sprintf("timeline[%d].host", i), "session %q is on host %s, not %s", c.Session, h, st.Host)
 		} else if !ok {
 			hosts[c.Session] = st.Host
+		} else if c.Pool != nil {
+			// The pool is made when the session opens; on a later step it
+			// would do nothing.
+			v.Add(fmt.Sprintf("timeline[%d].client.pool", i), "only on the first step of session %q", c.Session)
 		}
 	}
 	for i, st := range steps {
@@ -201,7 +232,11 @@ func ClientOf(st *scenarios.Step) (*Client, bool) {
 func (c *Client) Apply(ctx context.Context, env Env, st *scenarios.Step) (Result, error) {
 	h := env.Host(st.Host)
 	spec := client.Spec{Kind: c.Kind, Host: st.Host, Database: c.Database,
-		ConnectTimeout: c.ConnectTimeout.D(), ReadTimeout: c.ReadTimeout.D(), WriteTimeout: c.WriteTimeout.D(), RcvBuf: c.RcvBuf}
+		ConnectTimeout: c.ConnectTimeout.D(), ReadTimeout: c.ReadTimeout.D(), WriteTimeout: c.WriteTimeout.D(), RcvBuf: c.RcvBuf,
+		Prepare: c.Prepare}
+	if p := c.Pool; p != nil {
+		spec.Pool = &client.Pool{MaxLifetime: p.MaxLifetime.D(), MaxIdleTime: p.MaxIdleTime.D(), CheckLiveness: p.CheckLiveness == nil || *p.CheckLiveness}
+	}
 	if c.Stream != nil {
 		spec.Stream = &client.Stream{Pause: c.Stream.Pause.D(), Rows: c.Stream.Rows}
 	}

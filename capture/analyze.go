@@ -134,6 +134,9 @@ type Analysis struct {
 	// Truncated reports that the file ends inside a record, as a capture
 	// does when its writer was killed; the records before it are analysed.
 	Truncated bool
+	// MySQL holds the streams that carry MySQL, one per TCP stream, in
+	// stream order (see mysql.go).
+	MySQL []*MySQLConn
 }
 
 // ErrNotCapture is returned for a file that is neither pcap nor pcapng.
@@ -160,6 +163,10 @@ type packetReader interface {
 
 // AnalyzeReader is Analyze for a capture that is not in a file.
 func AnalyzeReader(r io.Reader) (*Analysis, error) {
+	return analyzeReader(r, Options{})
+}
+
+func analyzeReader(r io.Reader, opt Options) (*Analysis, error) {
 	br := bufio.NewReaderSize(r, 1<<16)
 	magic, err := br.Peek(4)
 	if err != nil {
@@ -194,6 +201,10 @@ func AnalyzeReader(r io.Reader) (*Analysis, error) {
 
 	a := &Analysis{}
 	st := newTCPState()
+	// The MySQL decoder reads the payloads as they go by: packets do not
+	// keep them.
+	my := newMySQLDecoder(opt.MySQLPorts)
+	defer func() { a.MySQL = my.finish() }()
 	for {
 		data, ci, err := src.ReadPacketData()
 		if err == io.EOF {
@@ -209,13 +220,14 @@ func AnalyzeReader(r io.Reader) (*Analysis, error) {
 			return a, fmt.Errorf("frame %d: %w", a.Frames+1, err)
 		}
 		a.Frames++
-		p, ok := decodeTCP(data, linkType(ci))
+		p, payload, ok := decodeTCP(data, linkType(ci))
 		if !ok {
 			continue
 		}
 		p.Frame = a.Frames
 		p.Time = ci.Timestamp
 		st.analyze(&p)
+		my.feed(&p, payload)
 		a.Packets = append(a.Packets, p)
 	}
 	a.Streams = st.streams
@@ -223,10 +235,12 @@ func AnalyzeReader(r io.Reader) (*Analysis, error) {
 }
 
 // decodeTCP extracts the first TCP header of a frame together with the IP
-// header right in front of it. Frames whose TCP header is inside an ICMP
-// error, or in a non-first IP fragment, carry no TCP layer for gopacket and
-// are skipped; tshark shows the former as TCP without analysing them.
-func decodeTCP(data []byte, lt layers.LinkType) (Packet, bool) {
+// header right in front of it, and the captured payload bytes (fewer than
+// Packet.Payload when the snaplen cut the frame). Frames whose TCP header
+// is inside an ICMP error, or in a non-first IP fragment, carry no TCP
+// layer for gopacket and are skipped; tshark shows the former as TCP
+// without analysing them.
+func decodeTCP(data []byte, lt layers.LinkType) (Packet, []byte, bool) {
 	pkt := gopacket.NewPacket(data, lt, gopacket.DecodeOptions{NoCopy: true})
 	var (
 		src, dst netip.Addr
@@ -256,12 +270,12 @@ func decodeTCP(data []byte, lt layers.LinkType) (Packet, bool) {
 			extLen += len(l.LayerContents())
 		case *layers.TCP:
 			if !src.IsValid() || !dst.IsValid() {
-				return Packet{}, false
+				return Packet{}, nil, false
 			}
-			return tcpPacket(l, src, dst, ipPayload-extLen), true
+			return tcpPacket(l, src, dst, ipPayload-extLen), l.Payload, true
 		}
 	}
-	return Packet{}, false
+	return Packet{}, nil, false
 }
 
 func tcpPacket(t *layers.TCP, src, dst netip.Addr, tcpLen int) Packet {

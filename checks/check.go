@@ -16,8 +16,10 @@ import (
 	"strings"
 	"time"
 
+	"github.com/labrun/labrun/actions"
 	"github.com/labrun/labrun/capture"
 	"github.com/labrun/labrun/client"
+	"github.com/labrun/labrun/iofault"
 	"github.com/labrun/labrun/netem"
 	"github.com/labrun/labrun/reports"
 	"github.com/labrun/labrun/scenarios"
@@ -45,6 +47,8 @@ type Observations struct {
 	Sockets  []capture.Sample             `json:"sockets,omitempty"`
 	Threads  []client.ServerSample        `json:"threads,omitempty"`
 	Counters []*netem.Counter             `json:"counters,omitempty"`
+	// IO are the server disk's samples (observe.io).
+	IO []iofault.IOSample `json:"io,omitempty"`
 	// Slow widens every timing tolerance (--slow).
 	Slow float64 `json:"-"`
 }
@@ -61,6 +65,8 @@ type Step struct {
 	Error   string         `json:"error,omitempty"`
 	Client  *client.Result `json:"client,omitempty"`
 	Counter *netem.Counter `json:"counter,omitempty"`
+	// Fault is what a disk fault step did (freeze, throttle, load).
+	Fault *actions.FaultRecord `json:"fault,omitempty"`
 }
 
 // Kind is one registered check kind: what the scenario format knows of it,

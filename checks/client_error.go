@@ -14,9 +14,9 @@ func init() {
 	register(Kind{
 		CheckKind: scenarios.CheckKind{
 			Name:   "client_error",
-			Doc:    "The client's error (code, sqlstate, errno, a substring) or none, and how long the step took: expect.elapsed, or the time a model gives: syn, data or keepalive (the client host's schedule); innodb_lock_wait_timeout (a row lock wait's ERROR 1205) or lock_wait_timeout (a metadata lock wait's, FTWRL's), each the step's own SET SESSION value, else the server's variable, else the default; or session_end (the end of the idle session of the step named by after, for a waiter on its lock).",
+			Doc:    "The client's error (code, sqlstate, errno, a substring) or none, and how long the step took: expect.elapsed, or the time a model gives: syn, data or keepalive (the client host's schedule); read_timeout (a request stalled by a disk freeze: when the client's read_timeout is the shorter, go-sql-driver's \"invalid connection\" with \"i/o timeout\" in its log at the request plus read_timeout, else no error and the step ends at the thaw); innodb_lock_wait_timeout (a row lock wait's ERROR 1205) or lock_wait_timeout (a metadata lock wait's, FTWRL's), each the step's own SET SESSION value, else the server's variable, else the default; or session_end (the end of the idle session of the step named by after, for a waiter on its lock).",
 			Expect: []string{"code", "sqlstate", "errno", "contains", "elapsed", "model", "after", "tolerance"},
-			Models: []string{"data", "innodb_lock_wait_timeout", "keepalive", "lock_wait_timeout", "session_end", "syn"},
+			Models: []string{"data", "innodb_lock_wait_timeout", "keepalive", "lock_wait_timeout", "read_timeout", "session_end", "syn"},
 			Step:   scenarios.StepConnection,
 			Validate: func(v *scenarios.Validator, path string, c *scenarios.Check) {
 				e := c.Expect
@@ -29,8 +29,14 @@ func init() {
 				if e.Model == "session_end" && e.After == "" {
 					v.Add(path+".expect.after", "required with model session_end: the step whose idle session this one waits on")
 				}
-				if e.After != "" && e.Model != "session_end" {
-					v.Add(path+".expect.after", "only with model session_end")
+				if e.After != "" && e.Model != "session_end" && e.Model != "read_timeout" {
+					v.Add(path+".expect.after", "only with model session_end or read_timeout")
+				}
+				if e.Model == "read_timeout" {
+					if e.Code != 0 || e.SQLState != "" || e.Errno != 0 || e.Contains != "" {
+						v.Add(path+".expect", "model read_timeout gives the error itself: no code, sqlstate, errno or contains")
+					}
+					validateStallExpect(v, path, c)
 				}
 			},
 		},
@@ -78,6 +84,10 @@ func checkClientError(o *Observations, c *scenarios.Check, out *reports.Check) {
 	exp := c.Expect
 	if exp == nil {
 		exp = &scenarios.Expect{}
+	}
+	if exp.Model == "read_timeout" {
+		checkReadTimeout(o, c, res, out)
+		return
 	}
 	want := map[string]any{}
 	obs := map[string]any{"elapsed_s": round3(cr.Elapsed().Seconds()), "client": cr.Kind}
@@ -209,4 +219,79 @@ func (o *Observations) expectedElapsed(c *scenarios.Check, res *Step) (d time.Du
 		return d, u.explain, true, ""
 	}
 	return 0, "", false, fmt.Sprintf("model %q is not one client_error evaluates", c.Expect.Model)
+}
+
+// The go client's error when its read timeout expires: the driver logs
+// the cause and returns ErrInvalidConn.
+const (
+	readTimeoutError = "invalid connection"
+	readTimeoutLog   = "i/o timeout"
+)
+
+// checkReadTimeout is client_error with model read_timeout: the step's
+// request waits on a disk freeze; the model says whether the client's read
+// timeout or the thaw comes first, and so which error and when.
+func checkReadTimeout(o *Observations, c *scenarios.Check, res *Step, out *reports.Check) {
+	cr := res.Client
+	obs := map[string]any{"elapsed_s": round3(cr.Elapsed().Seconds()), "client": cr.Kind}
+	if cr.Error != "" {
+		obs["error"] = cr.Error
+	}
+	var logged []string
+	for _, e := range cr.Events {
+		if strings.HasPrefix(e.What, "driver: ") {
+			logged = append(logged, strings.TrimPrefix(e.What, "driver: "))
+		}
+	}
+	if len(logged) > 0 {
+		obs["driver_log"] = logged
+	}
+	out.Observed = obs
+	out.Evidence = []string{fmt.Sprintf("step %s (%s client) ended at %s: %q", c.Step, cr.Kind, o.offset(cr.End), cr.Error)}
+	for _, l := range logged {
+		out.Evidence = append(out.Evidence, "driver log: "+l)
+	}
+	sr, ok := o.request(c, out)
+	if !ok {
+		out.Message = "model read_timeout: " + out.Message
+		return
+	}
+	m, why := o.stall(c, sr)
+	if m == nil {
+		out.Message = "model read_timeout: " + why
+		return
+	}
+	if m.readTimeout == 0 {
+		out.Message = "model read_timeout: the step sets no read_timeout"
+		return
+	}
+	m.settle(strings.Contains(cr.Error, readTimeoutError))
+	out.Explain = m.explain
+	var el time.Duration
+	want := map[string]any{}
+	if m.giveUp {
+		el = sr.msg.Time.Sub(cr.Start) + m.readTimeout
+		want["error"], want["driver_log"] = readTimeoutError, readTimeoutLog
+	} else {
+		el = m.until.Sub(cr.Start)
+		want["error"] = "none"
+	}
+	tol := stallTolerance(c, m.readTimeout, o.Slow)
+	want["elapsed_s"] = round3(el.Seconds())
+	out.Expected = want
+	out.Tolerance = map[string]any{"elapsed_s": round3(tol.Seconds())}
+	var bad []string
+	switch {
+	case m.giveUp && !strings.Contains(cr.Error, readTimeoutError):
+		bad = append(bad, fmt.Sprintf("error %q, expected %q", cr.Error, readTimeoutError))
+	case m.giveUp && !strings.Contains(strings.Join(logged, "\n"), readTimeoutLog):
+		bad = append(bad, fmt.Sprintf("the driver's log has no %q", readTimeoutLog))
+	case !m.giveUp && cr.Failed():
+		bad = append(bad, "unexpected error "+cr.Error)
+	}
+	if d := cr.Elapsed() - el; d > tol || -d > tol {
+		bad = append(bad, fmt.Sprintf("took %.3fs, expected %.3fs ± %.3fs", cr.Elapsed().Seconds(), el.Seconds(), tol.Seconds()))
+	}
+	out.Passed = len(bad) == 0
+	out.Message = strings.Join(bad, "; ")
 }

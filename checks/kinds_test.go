@@ -14,6 +14,7 @@ import (
 	_ "github.com/labrun/labrun/actions"
 	"github.com/labrun/labrun/capture"
 	"github.com/labrun/labrun/checks"
+	"github.com/labrun/labrun/client"
 	"github.com/labrun/labrun/scenarios"
 )
 
@@ -641,6 +642,161 @@ var kindCases = []kindCase{
 			o.Analyses = map[string]*capture.Analysis{}
 		},
 		want: "no capture on host client: add it to captures"},
+
+	// request_ack
+	{name: "bare ack on mysql", run: "freeze-mysql", check: labAAck},
+	{name: "bare ack on mariadb", run: "freeze-mariadb", check: labAAck},
+	{name: "ack missed by the capture", run: "freeze-mysql", check: labAAck,
+		alter: withoutPackets("server", serverACKOfRequest), want: "ms after the request, more than 200 ms"},
+	{name: "no mysql decoded", run: "freeze-mysql", check: labAAck,
+		alter: func(_ *testing.T, o *checks.Observations, _ *scenarios.Check) {
+			a := *o.Analyses["server"]
+			a.MySQL = nil
+			o.Analyses["server"] = &a
+		},
+		want: "server.pcap has no MySQL exchange on flow"},
+
+	// late_reply
+	{name: "after the client closed on mysql", run: "freeze-mysql", check: labALate},
+	{name: "after the client closed on mariadb", run: "freeze-mariadb", check: labALate},
+	{name: "a longer read timeout moves the model", run: "freeze-mysql", check: labALate,
+		alter: readTimeout("app", 5*time.Second), want: "the client closed before the reply, though its read timeout was the longer"},
+	{name: "a later thaw moves the model", run: "freeze-mysql", check: labALate,
+		alter: thawLater("stall", 2*time.Second), want: "expected at the thaw"},
+	{name: "no RST seen", run: "freeze-mysql", check: labALate,
+		alter: withoutPackets("server", clientRSTs), want: "the client's kernel sent no RST after the reply"},
+	{name: "no fault recorded", run: "freeze-mysql", check: labALate,
+		alter: func(_ *testing.T, o *checks.Observations, _ *scenarios.Check) { o.Steps["stall"].Fault = nil },
+		want:  "no model: no disk fault was in force when the request went out"},
+
+	// client_close
+	{name: "without COM_QUIT on mysql", run: "freeze-mysql", check: labAClose},
+	{name: "without COM_QUIT on mariadb", run: "freeze-mariadb", check: labAClose},
+	{name: "a shorter read timeout moves the model", run: "freeze-mysql", check: labAClose,
+		alter: readTimeout("app", 800*time.Millisecond), want: "the client closed 1.50"},
+	{name: "FIN missed by the capture", run: "freeze-mysql", check: labAClose,
+		alter: withoutPackets("server", clientFINs), want: "the client never closed the connection in server.pcap"},
+
+	// A pooled connection the server ended at wait_timeout.
+	{name: "pooled connection ended at wait_timeout", run: "pool-wait-timeout-mysql", check: "the server ends the idle pooled connection at wait_timeout"},
+	{name: "the pool dials anew", run: "pool-wait-timeout-mysql", check: "the pool replaces the dead connection and the statement succeeds"},
+	{name: "a longer wait_timeout moves the model", run: "pool-wait-timeout-mysql", check: "the server ends the idle pooled connection at wait_timeout",
+		alter: variable("wait_timeout", "5"), want: "expected"},
+
+	// client_error, model read_timeout
+	{name: "invalid connection at the read timeout", run: "freeze-mysql", check: labAError},
+	{name: "invalid connection on mariadb", run: "freeze-mariadb", check: labAError},
+	{name: "no driver log", run: "freeze-mysql", check: labAError,
+		alter: func(_ *testing.T, o *checks.Observations, _ *scenarios.Check) {
+			cr := o.Steps["app"].Client
+			var kept []client.Event
+			for _, e := range cr.Events {
+				if !strings.HasPrefix(e.What, "driver: ") {
+					kept = append(kept, e)
+				}
+			}
+			cr.Events = kept
+		},
+		want: `the driver's log has no "i/o timeout"`},
+	{name: "a longer read timeout expects no error", run: "freeze-mysql", check: labAError,
+		alter: readTimeout("app", 5*time.Second), want: "unexpected error invalid connection"},
+
+	// io_stat
+	{name: "nothing written while frozen", run: "freeze-mysql", check: labAIO},
+	{name: "a write while frozen", run: "freeze-mysql", check: labAIO,
+		alter: func(_ *testing.T, o *checks.Observations, _ *scenarios.Check) {
+			f := o.Steps["stall"].Fault
+			for i := range o.IO {
+				if o.IO[i].Time.After(f.Applied.Add(time.Second)) {
+					o.IO[i].WriteBytes = 4096
+					return
+				}
+			}
+		},
+		want: "4096 bytes reached the device while the filesystem was frozen"},
+	{name: "an errored sample", run: "freeze-mysql", check: labAIO,
+		alter: func(_ *testing.T, o *checks.Observations, _ *scenarios.Check) {
+			f := o.Steps["stall"].Fault
+			for i := range o.IO {
+				if o.IO[i].Time.After(f.Applied.Add(time.Second)) {
+					o.IO[i].Err = "open /sys/block/loop9/stat: no such file or directory"
+					return
+				}
+			}
+		},
+		want: "1 IO samples during the freeze failed"},
+	{name: "no samples", run: "freeze-mysql", check: labAIO,
+		alter: func(_ *testing.T, o *checks.Observations, _ *scenarios.Check) { o.IO = nil },
+		want:  "no IO samples: observe.io took none"},
+}
+
+// The recorded Lab A checks.
+const (
+	labAAck   = "the server's kernel acknowledges the request at once, with no result"
+	labALate  = "the result arrives at the thaw, after the client closed, and meets RSTs"
+	labAClose = "the client closes at its read timeout"
+	labAError = "the client gives up at its read timeout with \"invalid connection\""
+	labAIO    = "the disk sees no IO while it is frozen"
+)
+
+// readTimeout sets a client step's read_timeout in the scenario as it ran:
+// the model moves, the observations do not.
+func readTimeout(step string, d time.Duration) func(*testing.T, *checks.Observations, *scenarios.Check) {
+	return func(t *testing.T, o *checks.Observations, _ *scenarios.Check) {
+		for _, st := range o.Scenario.Timeline {
+			if c, ok := actions.ClientOf(st); ok && st.Name == step {
+				c.ReadTimeout = scenarios.Duration(d)
+				return
+			}
+		}
+		t.Fatalf("no client step %s", step)
+	}
+}
+
+// thawLater records a fault step's end later than it was.
+func thawLater(step string, d time.Duration) func(*testing.T, *checks.Observations, *scenarios.Check) {
+	return func(t *testing.T, o *checks.Observations, _ *scenarios.Check) {
+		f := o.Steps[step].Fault
+		if f == nil {
+			t.Fatalf("step %s recorded no fault", step)
+		}
+		f.Ended = f.Ended.Add(d)
+	}
+}
+
+// serverACKOfRequest picks the server's bare ACKs that follow the
+// client's request of step app.
+func serverACKOfRequest(o *checks.Observations, pkts []capture.Packet) map[int]bool {
+	srv := o.Addresses[o.Scenario.Server.Host]
+	app := o.Steps["app"]
+	out := map[int]bool{}
+	for _, p := range pkts {
+		if p.Src.Addr() == srv && p.Payload == 0 && !p.FIN && !p.RST && !p.SYN && p.Time.After(app.Start.Add(time.Millisecond)) && p.Time.Before(app.End) {
+			out[p.Frame] = true
+		}
+	}
+	return out
+}
+
+// clientRSTs and clientFINs pick the client's RSTs and FINs.
+func clientRSTs(o *checks.Observations, pkts []capture.Packet) map[int]bool {
+	out := map[int]bool{}
+	for _, p := range pkts {
+		if p.RST && p.Src.Addr() == o.Addresses["client"] {
+			out[p.Frame] = true
+		}
+	}
+	return out
+}
+
+func clientFINs(o *checks.Observations, pkts []capture.Packet) map[int]bool {
+	out := map[int]bool{}
+	for _, p := range pkts {
+		if p.FIN && p.Src.Addr() == o.Addresses["client"] {
+			out[p.Frame] = true
+		}
+	}
+	return out
 }
 
 // caseCheck is the check a case evaluates: the recorded one (a copy,

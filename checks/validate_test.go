@@ -77,7 +77,7 @@ func TestValidateKinds(t *testing.T) {
 		{"client_error session_end without after", "", `{name: c, type: client_error, step: connect, expect: {model: session_end}}`,
 			[]string{"19: checks[0].expect.after: required with model session_end: the step whose idle session this one waits on"}},
 		{"client_error after without session_end", "", `{name: c, type: client_error, step: connect, expect: {model: syn, after: drop}}`,
-			[]string{"19: checks[0].expect.after: only with model session_end"}},
+			[]string{"19: checks[0].expect.after: only with model session_end or read_timeout"}},
 		{"socket_state of an unknown state", "", `{name: c, type: socket_state, step: connect, host: server, expect: {state: ESTABLISH}}`,
 			[]string{`19: checks[0].expect.state: unknown TCP state "ESTABLISH" (known: CLOSE, CLOSE_WAIT, CLOSING, ESTABLISHED, FIN_WAIT1, FIN_WAIT2, LAST_ACK, LISTEN, NEW_SYN_RECV, SYN_RECV, SYN_SENT, TIME_WAIT)`}},
 		{"socket_state session_end on the client", "", `{name: c, type: socket_state, step: connect, host: client, expect: {state: ESTABLISHED, model: session_end}}`,

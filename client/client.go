@@ -47,6 +47,26 @@ type Spec struct {
 	WriteTimeout   time.Duration // go only; 0: none
 	Stream         *Stream       // go only: pace the reading of the last statement
 	RcvBuf         int           // go only: SO_RCVBUF in bytes before connect; 0: default
+	// Prepare runs each statement as a server-side prepared statement
+	// (COM_STMT_PREPARE, COM_STMT_EXECUTE, COM_STMT_CLOSE), as
+	// go-sql-driver does for a query with arguments when interpolateParams
+	// is off. go only.
+	Prepare bool
+	// Pool makes a named session a database/sql pool instead of one
+	// connection. go only, with a session.
+	Pool *Pool
+}
+
+// Pool is a database/sql connection pool of one connection, as an
+// application holds it: a connection is reused across steps until the
+// pool retires it.
+type Pool struct {
+	// MaxLifetime and MaxIdleTime are SetConnMaxLifetime and
+	// SetConnMaxIdleTime; 0 means none.
+	MaxLifetime, MaxIdleTime time.Duration
+	// CheckLiveness is go-sql-driver's checkConnLiveness: before reusing a
+	// pooled connection, a non-blocking read finds one the server closed.
+	CheckLiveness bool
 }
 
 // Stream paces the reading of a result: Pause after every Rows rows.

@@ -2,6 +2,7 @@ package client
 
 import (
 	"context"
+	"database/sql"
 	"database/sql/driver"
 	"errors"
 	"fmt"
@@ -11,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -22,7 +24,7 @@ import (
 
 func init() {
 	register(Kind{Name: KindGo, Doc: "go-sql-driver/mysql, dialing from inside the host's namespace; one connection per step, or a named session that stays open across steps.",
-		Options: []string{"read_timeout", "write_timeout", "session", "close", "stream", "rcvbuf"},
+		Options: []string{"read_timeout", "write_timeout", "session", "close", "stream", "rcvbuf", "prepare", "pool"},
 		run: func(ctx context.Context, ns netns.NsHandle, t Target, spec Spec, _ *journal.Journal) *Result {
 			return runGo(ctx, ns, t, spec)
 		}})
@@ -34,7 +36,7 @@ func init() {
 type driverLog struct{ s *Session }
 
 func (l driverLog) Print(v ...any) {
-	l.s.log.event("driver: %s", strings.TrimSpace(fmt.Sprint(v...)))
+	l.s.current().event("driver: %s", strings.TrimSpace(fmt.Sprint(v...)))
 }
 
 // Session is one go-sql-driver connection that stays open across timeline
@@ -48,14 +50,24 @@ type Session struct {
 	Local string
 	mu    sync.Mutex
 	conn  driver.Conn
-	log   *Result // receives the driver's log lines and dial events
+	// db is the session's pool when it is one (Spec.Pool); conn is nil
+	// then, and each statement takes the pool's connection, which the pool
+	// may have replaced since the last step.
+	db *sql.DB
+	// log receives the driver's log lines and dial events: the result of
+	// the step running on the session. A pool may dial from its own
+	// goroutine, hence the atomic.
+	log atomic.Pointer[Result]
 }
+
+func (s *Session) current() *Result { return s.log.Load() }
 
 // Open connects a session from namespace ns. The Result describes the
 // connection attempt; on error the session is nil.
 func Open(ctx context.Context, ns netns.NsHandle, t Target, name string, spec Spec) (*Session, *Result) {
 	r := &Result{Kind: KindGo, Start: time.Now()}
-	s := &Session{Name: name, log: r}
+	s := &Session{Name: name}
+	s.log.Store(r)
 	cfg := t.DSNConfig()
 	cfg.DBName = spec.Database
 	cfg.Timeout = spec.ConnectTimeout
@@ -63,6 +75,7 @@ func Open(ctx context.Context, ns netns.NsHandle, t Target, name string, spec Sp
 	cfg.WriteTimeout = spec.WriteTimeout
 	cfg.Logger = driverLog{s}
 	cfg.DialFunc = func(ctx context.Context, network, addr string) (net.Conn, error) {
+		r := s.current()
 		r.event("dial %s %s", network, addr)
 		c, err := dialIn(ctx, ns, network, addr, spec.RcvBuf)
 		if err != nil {
@@ -75,20 +88,27 @@ func Open(ctx context.Context, ns netns.NsHandle, t Target, name string, spec Sp
 		r.event("connected from %s", c.LocalAddr())
 		return c, nil
 	}
-	conn, err := mysql.NewConnector(cfg)
-	if err == nil {
-		s.conn, err = conn.Connect(ctx)
+	if spec.Pool != nil {
+		cfg.CheckConnLiveness = spec.Pool.CheckLiveness
 	}
-	if err == nil {
-		r.event("handshake done")
-		// The thread id lets another step name this connection in KILL,
-		// and ties processlist rows to the step.
-		var rows []driver.Value
-		rows, err = firstRow(ctx, s.conn, "SELECT CONNECTION_ID()")
-		if err == nil && len(rows) > 0 {
-			s.ID, _ = strconv.ParseInt(fmt.Sprint(rows[0]), 10, 64)
-			r.ConnID = s.ID
-			r.event("connection id %d", s.ID)
+	conn, err := mysql.NewConnector(cfg)
+	switch {
+	case err != nil:
+	case spec.Pool != nil:
+		err = s.openPool(ctx, conn, spec.Pool)
+	default:
+		s.conn, err = conn.Connect(ctx)
+		if err == nil {
+			r.event("handshake done")
+			// The thread id lets another step name this connection in
+			// KILL, and ties processlist rows to the step.
+			var rows []driver.Value
+			rows, err = firstRow(ctx, s.conn, "SELECT CONNECTION_ID()")
+			if err == nil && len(rows) > 0 {
+				s.ID, _ = strconv.ParseInt(fmt.Sprint(rows[0]), 10, 64)
+				r.ConnID = s.ID
+				r.event("connection id %d", s.ID)
+			}
 		}
 	}
 	r.End = time.Now()
@@ -96,6 +116,9 @@ func Open(ctx context.Context, ns netns.NsHandle, t Target, name string, spec Sp
 		r.fail(err)
 		if s.conn != nil {
 			s.conn.Close()
+		}
+		if s.db != nil {
+			s.db.Close()
 		}
 		return nil, r
 	}
@@ -108,19 +131,25 @@ func (s *Session) Run(ctx context.Context, spec Spec) *Result {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	r := &Result{Kind: KindGo, Start: time.Now(), Local: s.Local, ConnID: s.ID}
-	prev := s.log
-	s.log = r
-	defer func() { s.log = prev }()
-	if s.conn == nil {
+	prev := s.log.Swap(r)
+	defer s.log.Store(prev)
+	if s.conn == nil && s.db == nil {
 		r.End = r.Start
 		r.fail(fmt.Errorf("session %s: %w", s.Name, ErrClosed))
 		return r
 	}
-	err := runStatements(ctx, r, s.conn, spec)
+	var err error
+	if s.db != nil {
+		err = runStatements(ctx, r, poolQueryer{s.db}, spec)
+	} else {
+		err = runStatements(ctx, r, connQueryer{s.conn}, spec)
+	}
 	r.End = time.Now()
 	if err != nil {
 		r.fail(err)
 	}
+	// A pool may have dialed a new connection for this step.
+	s.Local = r.Local
 	return r
 }
 
@@ -128,6 +157,11 @@ func (s *Session) Run(ctx context.Context, spec Spec) *Result {
 func (s *Session) Close() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.db != nil {
+		err := s.db.Close()
+		s.db = nil
+		return err
+	}
 	if s.conn == nil {
 		return nil
 	}
@@ -209,7 +243,7 @@ func SessionRefs(stmt string) []string {
 	return out
 }
 
-func runStatements(ctx context.Context, r *Result, dc driver.Conn, spec Spec) error {
+func runStatements(ctx context.Context, r *Result, q queryer, spec Spec) error {
 	for i, s := range spec.SQL {
 		st := Statement{SQL: s, Start: time.Now()}
 		r.event("query %q", s)
@@ -217,7 +251,7 @@ func runStatements(ctx context.Context, r *Result, dc driver.Conn, spec Spec) er
 		if i == len(spec.SQL)-1 {
 			stream = spec.Stream
 		}
-		n, first, err := query(ctx, r, dc, s, stream)
+		n, first, err := q.query(ctx, r, s, spec.Prepare, stream)
 		st.End, st.Rows, st.First = time.Now(), n, first
 		if err != nil {
 			st.Error = err.Error()
@@ -234,7 +268,7 @@ func runStatements(ctx context.Context, r *Result, dc driver.Conn, spec Spec) er
 
 // firstRow runs a query and returns its first row.
 func firstRow(ctx context.Context, dc driver.Conn, s string) ([]driver.Value, error) {
-	_, first, err := query(ctx, nil, dc, s, nil)
+	_, first, err := connQueryer{dc}.query(ctx, nil, s, false, nil)
 	vals := make([]driver.Value, len(first))
 	for i, v := range first {
 		vals[i] = v
@@ -242,25 +276,54 @@ func firstRow(ctx context.Context, dc driver.Conn, s string) ([]driver.Value, er
 	return vals, err
 }
 
-// query runs one statement and reads every row of its result, pausing as
+// queryer runs one statement and reads every row of its result, pausing as
 // stream says. It returns the row count and the first row as text.
-func query(ctx context.Context, r *Result, dc driver.Conn, s string, stream *Stream) (int, []string, error) {
-	q, ok := dc.(driver.QueryerContext)
-	if !ok {
-		return 0, nil, errors.New("driver connection cannot run queries")
-	}
-	rows, err := q.QueryContext(ctx, s, nil)
-	if err != nil {
-		return 0, nil, err
+type queryer interface {
+	query(ctx context.Context, r *Result, s string, prepare bool, stream *Stream) (int, []string, error)
+}
+
+// connQueryer runs statements on one driver connection.
+type connQueryer struct{ dc driver.Conn }
+
+func (c connQueryer) query(ctx context.Context, r *Result, s string, prepare bool, stream *Stream) (int, []string, error) {
+	var rows driver.Rows
+	if prepare {
+		// The statement is prepared on the server and executed with the
+		// binary protocol: the request on the wire is COM_STMT_EXECUTE,
+		// as for a query with arguments when interpolateParams is off.
+		p, ok := c.dc.(driver.ConnPrepareContext)
+		if !ok {
+			return 0, nil, errors.New("driver connection cannot prepare statements")
+		}
+		st, err := p.PrepareContext(ctx, s)
+		if err != nil {
+			return 0, nil, err
+		}
+		if r != nil {
+			r.event("prepared %q", s)
+		}
+		defer st.Close()
+		sq, ok := st.(driver.StmtQueryContext)
+		if !ok {
+			return 0, nil, errors.New("driver statement cannot run queries")
+		}
+		if rows, err = sq.QueryContext(ctx, nil); err != nil {
+			return 0, nil, err
+		}
+	} else {
+		q, ok := c.dc.(driver.QueryerContext)
+		if !ok {
+			return 0, nil, errors.New("driver connection cannot run queries")
+		}
+		var err error
+		if rows, err = q.QueryContext(ctx, s, nil); err != nil {
+			return 0, nil, err
+		}
 	}
 	defer rows.Close()
 	dest := make([]driver.Value, len(rows.Columns()))
 	n := 0
 	var first []string
-	every := 1
-	if stream != nil && stream.Rows > 0 {
-		every = stream.Rows
-	}
 	for {
 		err := rows.Next(dest)
 		if errors.Is(err, io.EOF) {
@@ -275,15 +338,100 @@ func query(ctx context.Context, r *Result, dc driver.Conn, s string, stream *Str
 			}
 		}
 		n++
-		if stream != nil && stream.Pause > 0 && n%every == 0 {
-			if r != nil && n == every {
-				r.event("streaming: pausing %s every %d rows", stream.Pause, every)
-			}
-			if err := pause(ctx, stream.Pause); err != nil {
-				return n, first, err
-			}
+		if err := streamPause(ctx, r, stream, n); err != nil {
+			return n, first, err
 		}
 	}
+}
+
+// poolQueryer runs statements through a database/sql pool: each statement
+// takes the pool's connection, and database/sql retries on a fresh one
+// when the driver says the pooled one is bad (driver.ErrBadConn), as an
+// application's pool does.
+type poolQueryer struct{ db *sql.DB }
+
+func (p poolQueryer) query(ctx context.Context, r *Result, s string, prepare bool, stream *Stream) (int, []string, error) {
+	var rows *sql.Rows
+	var err error
+	if prepare {
+		var st *sql.Stmt
+		if st, err = p.db.PrepareContext(ctx, s); err != nil {
+			return 0, nil, err
+		}
+		defer st.Close()
+		rows, err = st.QueryContext(ctx)
+	} else {
+		rows, err = p.db.QueryContext(ctx, s)
+	}
+	if err != nil {
+		return 0, nil, err
+	}
+	defer rows.Close()
+	cols, err := rows.Columns()
+	if err != nil {
+		return 0, nil, err
+	}
+	raw := make([]sql.RawBytes, len(cols))
+	dest := make([]any, len(cols))
+	for i := range raw {
+		dest[i] = &raw[i]
+	}
+	n := 0
+	var first []string
+	for rows.Next() {
+		if err := rows.Scan(dest...); err != nil {
+			return n, first, err
+		}
+		if n == 0 {
+			for _, v := range raw {
+				if v == nil {
+					first = append(first, "NULL")
+				} else {
+					first = append(first, string(v))
+				}
+			}
+		}
+		n++
+		if err := streamPause(ctx, r, stream, n); err != nil {
+			return n, first, err
+		}
+	}
+	return n, first, rows.Err()
+}
+
+// openPool opens the session's pool of one connection and its first
+// connection, so that the connection exists from this step on, as an
+// application's pooled connection does.
+func (s *Session) openPool(ctx context.Context, c driver.Connector, p *Pool) error {
+	db := sql.OpenDB(c)
+	db.SetMaxOpenConns(1)
+	db.SetMaxIdleConns(1)
+	db.SetConnMaxLifetime(p.MaxLifetime)
+	db.SetConnMaxIdleTime(p.MaxIdleTime)
+	var id int64
+	if err := db.QueryRowContext(ctx, "SELECT CONNECTION_ID()").Scan(&id); err != nil {
+		db.Close()
+		return err
+	}
+	s.db, s.ID = db, id
+	s.current().ConnID = id
+	s.current().event("pool open (max lifetime %s, max idle time %s, liveness check %t), connection id %d", p.MaxLifetime, p.MaxIdleTime, p.CheckLiveness, id)
+	return nil
+}
+
+// streamPause pauses a streaming reader after every stream.Rows rows.
+func streamPause(ctx context.Context, r *Result, stream *Stream, n int) error {
+	if stream == nil || stream.Pause <= 0 {
+		return nil
+	}
+	every := max(stream.Rows, 1)
+	if n%every != 0 {
+		return nil
+	}
+	if r != nil && n == every {
+		r.event("streaming: pausing %s every %d rows", stream.Pause, every)
+	}
+	return pause(ctx, stream.Pause)
 }
 
 // text renders a driver value as the command-line client would.

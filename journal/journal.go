@@ -28,6 +28,16 @@ const (
 	KindDir       = "dir"       // Path: a directory removed recursively
 	KindMount     = "mount"     // Path: a mount point unmounted lazily
 	KindContainer = "container" // Name: a Docker container, removed with its anonymous volumes
+	// Path: a loop device (/dev/loopN); Name: its backing file, in
+	// DiskRoot. Undo unbinds the device if it is still bound to that file,
+	// then removes the file.
+	KindLoop = "loop"
+	// Path: the mount point of a frozen filesystem; Name: its loop device.
+	// Undo thaws it. Clean undoes every freeze before anything else.
+	KindFreeze = "freeze"
+	// Path: a cgroup v1 group under BlkioRoot. Undo moves the processes
+	// still in it to the root group, then removes it.
+	KindCgroup = "cgroup"
 )
 
 // Entry is one created resource.

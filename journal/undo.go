@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"sort"
 	"syscall"
 	"time"
 
@@ -56,6 +57,12 @@ func Undo(e Entry) error {
 		// Through the engine's API, not the container library: cleanup
 		// runs long after the run that made it, and force also kills it.
 		return removeContainer(e.Name)
+	case KindLoop:
+		return undoLoop(e)
+	case KindFreeze:
+		return undoFreeze(e)
+	case KindCgroup:
+		return undoCgroup(e)
 	}
 	return fmt.Errorf("unknown resource kind %q", e.Kind)
 }
@@ -73,6 +80,13 @@ func Exists(e Entry) bool {
 		return err == nil
 	case KindContainer:
 		return containerExists(e.Name)
+	case KindLoop:
+		return loopExists(e)
+	case KindFreeze:
+		return freezeExists(e)
+	case KindCgroup:
+		_, err := os.Stat(e.Path)
+		return err == nil
 	}
 	return false
 }
@@ -113,11 +127,19 @@ func isZombie(stat []byte) bool {
 // Clean undoes every pending resource of the run in dir, newest first, and
 // removes the journal when all are gone. It returns what could not be
 // removed.
+//
+// Freezes are thawed first, wherever they are in the journal: a process
+// blocked on a frozen filesystem cannot be killed until it is thawed (a
+// process started after the freeze is newer and would come first), and a
+// frozen filesystem unmounted before its thaw stays frozen in the kernel.
 func Clean(dir string) ([]Entry, error) {
 	pending, err := Pending(dir)
 	if err != nil {
 		return nil, err
 	}
+	sort.SliceStable(pending, func(i, j int) bool {
+		return pending[i].Kind == KindFreeze && pending[j].Kind != KindFreeze
+	})
 	var left []Entry
 	var errs []error
 	for _, e := range pending {

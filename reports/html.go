@@ -34,9 +34,11 @@ var htmlPage = template.Must(template.New("report").Funcs(template.FuncMap{
 		_, status := checkResult(c)
 		return status
 	},
-	"keys":  func(m map[string]string) []string { return sortedKeys(m) },
-	"plots": func(m *Matrix) []Plot { return m.Plots() },
-	"join":  strings.Join,
+	"keys":   func(m map[string]string) []string { return sortedKeys(m) },
+	"plots":  func(m *Matrix) []Plot { return m.Plots() },
+	"iolane": ioLane,
+	"pct":    func(f float64) string { return fmt.Sprintf("%.0f%%", f*100) },
+	"join":   strings.Join,
 	"hosts": func(m map[string]map[string]string) []string {
 		return sortedKeys(m)
 	},
@@ -156,6 +158,9 @@ pre { margin: 0.3em 0; white-space: pre-wrap; }
 {{end}}</tbody>
 </table>
 </details>
+{{end}}{{with .IO}}<details open><summary>IO on the server's disk{{with $s.Environment.Disk}} ({{.Device}}, {{.Filesystem}}){{end}}: {{.Samples}} samples, utilisation up to {{pct .MaxUtil}}, await up to {{printf "%.1f" .MaxAwaitMs}} ms, queue up to {{printf "%.1f" .MaxQueue}}, {{.WrittenBytes}} bytes written{{if .Errors}}, {{.Errors}} samples failed{{end}}</summary>
+<div class="plot">{{iolane .}}</div>
+</details>
 {{end}}{{with .Environment.Sysctls}}<details><summary>sysctls read back</summary>
 <table>
 <thead><tr><th>host</th><th>key</th><th>value</th></tr></thead>
@@ -164,7 +169,7 @@ pre { margin: 0.3em 0; white-space: pre-wrap; }
 {{end}}{{end}}</tbody>
 </table>
 </details>
-{{end}}<p class="meta">artifacts:{{range .Artifacts.Pcap}} <a href="{{.}}">{{.}}</a>{{else}} no pcap{{end}}{{range .Artifacts.Logs}} · <a href="{{.}}">{{.}}</a>{{end}}{{with .Artifacts.Samples}} · <a href="{{.}}">{{.}}</a>{{end}}</p>
+{{end}}<p class="meta">artifacts:{{range .Artifacts.Pcap}} <a href="{{.}}">{{.}}</a>{{else}} no pcap{{end}}{{range .Artifacts.Logs}} · <a href="{{.}}">{{.}}</a>{{end}}{{with .Artifacts.Samples}} · <a href="{{.}}">{{.}}</a>{{end}}{{with .Artifacts.IO}} · <a href="{{.}}">{{.}}</a>{{end}}</p>
 </section>
 {{end}}</body>
 </html>

@@ -60,6 +60,8 @@ type Scenario struct {
 	Iptables any `json:"iptables,omitempty"`
 	// Cell is set for an instance of a matrix: which cell it ran.
 	Cell *CellInfo `json:"cell,omitempty"`
+	// IO is the server disk's IO over the run (observe.io).
+	IO *IOSummary `json:"io,omitempty"`
 }
 
 // Status is "pass", "fail" or "skip"; a skipped scenario is neither passed
@@ -84,6 +86,8 @@ type Environment struct {
 	Sysctls map[string]map[string]string `json:"sysctls"`
 	// Hosts maps host -> address on the lab network.
 	Hosts map[string]string `json:"hosts,omitempty"`
+	// Disk is the server's own disk, when server.disk made one.
+	Disk *DiskInfo `json:"disk,omitempty"`
 }
 
 // ServerInfo identifies the MySQL server under test; flavors behave
@@ -155,6 +159,8 @@ type Artifacts struct {
 	// offline; Scenario is the scenario file as it ran.
 	Observations string `json:"observations,omitempty"`
 	Scenario     string `json:"scenario,omitempty"`
+	// IO is the server disk's samples (io.json).
+	IO string `json:"io,omitempty"`
 }
 
 // Documented is the article's value for a check. Its JSON names match

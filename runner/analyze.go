@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"time"
 
 	"github.com/labrun/labrun/capture"
 	"github.com/labrun/labrun/checks"
@@ -20,7 +21,7 @@ func (r *run) analyze(rep *reports.Scenario) {
 	o := &checks.Observations{Scenario: r.sc, T0: r.t0, Kernel: r.kernelRel, Flavor: r.flavor,
 		Version: rep.Environment.Server.Version, Addresses: map[string]netip.Addr{}, Sysctls: r.sysctls,
 		Steps: r.steps, Pcaps: map[string]string{}, Analyses: map[string]*capture.Analysis{},
-		Sockets: r.samples, Threads: r.threads, Counters: r.counts, Slow: r.opt.Slow}
+		Sockets: r.samples, Threads: r.threads, Counters: r.counts, IO: r.io, Slow: r.opt.Slow}
 	for name, h := range r.topo.Hosts {
 		o.Addresses[name] = h.Address
 	}
@@ -33,11 +34,9 @@ func (r *run) analyze(rep *reports.Scenario) {
 		}
 		o.Analyses[host] = a
 	}
-	for _, name := range hostNames(r.sc) {
-		for _, st := range r.sc.Timeline {
-			if res := r.steps[st.Name]; res != nil && st.Host == name {
-				rep.Steps = append(rep.Steps, r.stepReport(res))
-			}
+	for _, st := range r.sc.Timeline {
+		if res := r.steps[st.Name]; res != nil {
+			rep.Steps = append(rep.Steps, r.stepReport(res))
 		}
 	}
 	sort.Slice(rep.Steps, func(i, j int) bool { return rep.Steps[i].StartS < rep.Steps[j].StartS })
@@ -53,6 +52,22 @@ func (r *run) analyze(rep *reports.Scenario) {
 	if len(r.samples) > 0 {
 		if p, ok := r.saveJSON("sockets.json", r.samples); ok {
 			rep.Artifacts.Samples = p
+		}
+	}
+	if len(r.io) > 0 {
+		if p, ok := r.saveJSON("io.json", r.io); ok {
+			rep.Artifacts.IO = p
+		}
+		rep.IO = reports.SummarizeIO(r.ioPoints())
+		for _, st := range r.sc.Timeline {
+			if res := r.steps[st.Name]; res != nil && res.Fault != nil {
+				end := res.Fault.Ended
+				if end.IsZero() {
+					end = time.Now()
+				}
+				rep.IO.Faults = append(rep.IO.Faults, reports.IOFault{Step: st.Name, Kind: res.Fault.Kind,
+					StartS: round3(res.Fault.Applied.Sub(r.t0).Seconds()), EndS: round3(end.Sub(r.t0).Seconds())})
+			}
 		}
 	}
 	if p, ok := r.saveJSON("observations.json", o); ok {
@@ -92,6 +107,20 @@ func (r *run) stepReport(res *checks.Step) *reports.Step {
 			}
 		}
 	}
+	if f := res.Fault; f != nil {
+		s.Detail["fault"] = f.Kind
+		s.Detail["applied_s"] = round3(f.Applied.Sub(r.t0).Seconds())
+		if !f.Ended.IsZero() {
+			s.Detail["ended_s"] = round3(f.Ended.Sub(r.t0).Seconds())
+			s.Detail["ended_by"] = f.EndedBy
+		}
+		for k, v := range f.Detail {
+			s.Detail[k] = v
+		}
+		if f.Error != "" && s.Error == "" {
+			s.Error = f.Error
+		}
+	}
 	if c := res.Client; c != nil {
 		s.Error = c.Error
 		s.Detail["client"] = c.Kind
@@ -111,4 +140,15 @@ func (r *run) stepReport(res *checks.Step) *reports.Step {
 		}
 	}
 	return s
+}
+
+// ioPoints are the disk's samples as the report shows them: offsets from
+// the start of the timeline.
+func (r *run) ioPoints() []reports.IOPoint {
+	out := make([]reports.IOPoint, 0, len(r.io))
+	for _, s := range r.io {
+		out = append(out, reports.IOPoint{AtS: round3(s.Time.Sub(r.t0).Seconds()), Util: s.Util, AwaitMs: s.AwaitMs,
+			QueueDepth: s.QueueDepth, ReadBytes: s.ReadBytes, WriteBytes: s.WriteBytes, Err: s.Err})
+	}
+	return out
 }

@@ -15,9 +15,11 @@ import (
 	"sync"
 	"time"
 
+	"github.com/labrun/labrun/actions"
 	"github.com/labrun/labrun/capture"
 	"github.com/labrun/labrun/checks"
 	"github.com/labrun/labrun/client"
+	"github.com/labrun/labrun/iofault"
 	"github.com/labrun/labrun/journal"
 	"github.com/labrun/labrun/netem"
 	"github.com/labrun/labrun/reports"
@@ -77,6 +79,13 @@ type run struct {
 	sessions map[string]*client.Session
 	plist    *client.ProcesslistSampler
 	threads  []client.ServerSample
+
+	// disk is the server's own disk (server.disk), faults the disk faults
+	// in force, iosamp and io the disk's IO sampler and its samples.
+	disk   *iofault.Disk
+	faults *actions.Faults
+	iosamp *iofault.Sampler
+	io     []iofault.IOSample
 }
 
 // NewRunID returns a short random run identifier: namespace names carry it
@@ -100,7 +109,7 @@ func Run(ctx context.Context, sc *scenarios.Scenario, opt Options) (*reports.Sce
 	}
 	r := &run{sc: sc, opt: opt, id: NewRunID(), rules: map[string]*netem.Rules{}, caps: map[string]*capture.Capture{},
 		pcaps: map[string]string{}, steps: map[string]*checks.Step{}, sysctls: map[string]map[string]string{},
-		sessions: map[string]*client.Session{}}
+		sessions: map[string]*client.Session{}, faults: actions.NewFaults()}
 	r.kernelRel = kernelRelease()
 	r.log = opt.Log.With("scenario", sc.Name, "run", r.id)
 	r.flavor, r.engine, r.image = sc.Server.Flavor, sc.Server.Engine, sc.Server.Image
@@ -139,6 +148,11 @@ func Run(ctx context.Context, sc *scenarios.Scenario, opt Options) (*reports.Sce
 	} else {
 		tl := time.Now()
 		runErr = r.timeline(ctx)
+		// A fault without a duration or an end step lasts as long as the
+		// timeline.
+		if err := r.faults.EndAll("end of timeline"); err != nil && runErr == nil {
+			runErr = infra("end disk faults: %w", err)
+		}
 		if runErr == nil {
 			// Still the experiment: the kernel goes on after the clients.
 			r.watchModel(ctx)
@@ -289,6 +303,19 @@ func (r *run) setup(ctx context.Context, rep *reports.Scenario) error {
 	}
 	cfg := server.Config{RunID: r.id, Flavor: r.flavor, Port: sc.Server.Port, Variables: sc.Server.Variables,
 		Journal: j, LogDir: r.art, Engine: r.engine, Image: r.image, Host: sc.Server.Host}
+	if d := sc.Server.Disk; d != nil {
+		// The data directory gets a filesystem of its own before the
+		// template is copied in; the container engine bind-mounts the
+		// run directory, and this mount with it.
+		cfg.PrepareDataDir = func(dir string) error {
+			disk, err := iofault.NewDisk(j, r.id, "data", dir, iofault.DiskSpec{Size: int64(d.Size)})
+			r.disk = disk
+			if err == nil {
+				rep.Environment.Disk = &reports.DiskInfo{Device: disk.Dev, Size: int64(d.Size), Filesystem: "ext4"}
+			}
+			return err
+		}
+	}
 	if container {
 		addr, _ := netip.ParseAddr(sc.Hosts[sc.Server.Host].Address)
 		cfg.Address = addr
@@ -333,6 +360,9 @@ func (r *run) setup(ctx context.Context, rep *reports.Scenario) error {
 	}
 	for _, o := range sc.Observe.Sockets {
 		r.samp = append(r.samp, capture.StartSampler(topo.Hosts[o.Host].NS, o.Host, o.Port, o.Every.D()))
+	}
+	if o := sc.Observe.IO; o != nil && r.disk != nil {
+		r.iosamp = r.disk.StartSampler(o.Every.D())
 	}
 	if pl := sc.Observe.Processlist; pl != nil {
 		p, err := client.StartProcesslist(ctx, sh.NS, r.Target(), pl.Every.D())
@@ -429,7 +459,14 @@ func (r *run) stopObservers() {
 	if pl := r.sc.Observe.Processlist; pl != nil {
 		wait = max(wait, pl.Every.D()+sampleSlack)
 	}
+	if o := r.sc.Observe.IO; o != nil {
+		wait = max(wait, o.Every.D()+sampleSlack)
+	}
 	time.Sleep(wait)
+	if r.iosamp != nil {
+		r.io = r.iosamp.Stop()
+		r.iosamp = nil
+	}
 	for _, s := range r.samp {
 		r.samples = append(r.samples, s.Stop()...)
 	}
@@ -460,6 +497,16 @@ func (r *run) stopObservers() {
 // teardown removes everything the run created, in reverse order, then
 // replays the journal so that anything a component missed is removed too.
 func (r *run) teardown() error {
+	var errs []error
+	// A process blocked on a frozen filesystem cannot be stopped, not even
+	// by SIGKILL, until the filesystem is thawed: the faults go first.
+	if err := r.faults.EndAll("teardown"); err != nil {
+		errs = append(errs, err)
+	}
+	if r.iosamp != nil {
+		r.iosamp.Stop()
+		r.iosamp = nil
+	}
 	for _, s := range r.samp {
 		s.Stop()
 	}
@@ -473,9 +520,14 @@ func (r *run) teardown() error {
 		s.Close()
 		delete(r.sessions, name)
 	}
-	var errs []error
 	if r.srv != nil {
 		if err := r.srv.Stop(); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if r.disk != nil {
+		// The server is gone and its run directory with the mount point.
+		if err := r.disk.Close(); err != nil {
 			errs = append(errs, err)
 		}
 	}
@@ -535,6 +587,17 @@ func (r *run) Target() client.Target {
 }
 
 func (r *run) Journal() *journal.Journal { return r.j }
+
+func (r *run) Disk() *iofault.Disk { return r.disk }
+
+func (r *run) ServerPIDs() []int {
+	if r.srv == nil || r.srv.PID <= 0 {
+		return nil
+	}
+	return []int{r.srv.PID}
+}
+
+func (r *run) Faults() *actions.Faults { return r.faults }
 
 func (r *run) Session(name string) *client.Session {
 	r.mu.Lock()

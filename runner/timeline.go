@@ -103,7 +103,7 @@ func (r *run) do(ctx context.Context, s *scenarios.Step) *checks.Step {
 	if err != nil {
 		res.Error = err.Error()
 	}
-	res.Client, res.Counter = out.Client, out.Counter
+	res.Client, res.Counter, res.Fault = out.Client, out.Counter, out.Fault
 	if res.Client != nil {
 		res.Start = res.Client.Start
 	}

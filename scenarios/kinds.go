@@ -59,6 +59,9 @@ type ActionKind struct {
 	ValidateAll func(v *Validator)
 	// Needs lists what the machine must have for this action to run.
 	Needs []Requirement
+	// Settable lists the action's fields a matrix axis or --set may set,
+	// as STEP.FIELD (a client's read_timeout, a freeze's for).
+	Settable []string
 }
 
 // Values of ActionKind.Host other than a default host name.
@@ -106,7 +109,31 @@ var (
 	regMu       sync.RWMutex
 	actionKinds = map[string]*ActionKind{}
 	checkKinds  = map[string]*CheckKind{}
+	// scenarioNeeds are requirements that come from a scenario's other
+	// parts than its steps and checks (server.disk needs loop devices).
+	scenarioNeeds []ScenarioNeed
 )
+
+// ScenarioNeed is a requirement of a part of the scenario format other
+// than a step or a check: Applies says whether a scenario uses that part.
+type ScenarioNeed struct {
+	Requirement
+	Applies func(*Scenario) bool
+}
+
+// RegisterNeed adds a requirement of a scenario part; the package that
+// implements the part registers it.
+func RegisterNeed(n ScenarioNeed) {
+	regMu.Lock()
+	defer regMu.Unlock()
+	scenarioNeeds = append(scenarioNeeds, n)
+}
+
+func needs() []ScenarioNeed {
+	regMu.RLock()
+	defer regMu.RUnlock()
+	return append([]ScenarioNeed{}, scenarioNeeds...)
+}
 
 // RegisterAction adds a step action. It panics on a duplicate name or a
 // kind without New, since both are programming errors found at start.
@@ -210,6 +237,9 @@ func Requirements() []Requirement {
 	for _, k := range CheckKinds() {
 		lists = append(lists, k.Needs)
 	}
+	for _, n := range needs() {
+		lists = append(lists, []Requirement{n.Requirement})
+	}
 	out := uniqueRequirements(lists)
 	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
 	return out
@@ -219,6 +249,11 @@ func Requirements() []Requirement {
 // machine, each once.
 func (s *Scenario) Needs() []Requirement {
 	var lists [][]Requirement
+	for _, n := range needs() {
+		if n.Applies(s) {
+			lists = append(lists, []Requirement{n.Requirement})
+		}
+	}
 	for _, st := range s.Timeline {
 		if k, ok := Action(stepKind(st)); ok {
 			lists = append(lists, k.Needs)

@@ -39,7 +39,12 @@ const (
 	// is two queries on the server under test.
 	DefaultProcesslistEvery = Duration(200 * time.Millisecond)
 	DefaultClientHost       = "client"
-	firstHostAddressByte    = 10
+	// DefaultDiskSize is server.disk's size: room for a flavor's data
+	// directory (about 100 MiB for MySQL 9.7) and a competing writer's files.
+	DefaultDiskSize = 1 << 30
+	// MinDiskSize is the smallest server.disk that holds the data directory.
+	MinDiskSize          = 256 << 20
+	firstHostAddressByte = 10
 )
 
 // maxNodes bounds the walk over a document. Aliases are expanded while
@@ -750,6 +755,12 @@ func (s *Scenario) setDefaults() {
 	}
 	if s.Server.Port == 0 {
 		s.Server.Port = DefaultPort
+	}
+	if d := s.Server.Disk; d != nil && d.Size == 0 {
+		d.Size = DefaultDiskSize
+	}
+	if o := s.Observe.IO; o != nil && o.Every == 0 {
+		o.Every = DefaultSampleEvery
 	}
 	if pl := s.Observe.Processlist; pl != nil && pl.Every == 0 {
 		pl.Every = DefaultProcesslistEvery

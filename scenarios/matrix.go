@@ -84,8 +84,8 @@ func (a Axis) AxisName() string {
 	return a.Set
 }
 
-// clientOptions are the client step options an axis may set.
-var clientOptions = map[string]bool{"connect_timeout": true, "read_timeout": true, "write_timeout": true, "rcvbuf": true}
+// stepFields are the fields of every step an axis may set: when it starts.
+var stepFields = map[string]bool{"at": true, "delay": true}
 
 var axisName = regexp.MustCompile(`^[a-z][a-z0-9_]*$`)
 
@@ -127,11 +127,20 @@ func (s *Scenario) resolve(set string) (target, error) {
 		if st == nil || st.Name != host {
 			continue
 		}
-		if !st.Connects() {
-			return target{}, fmt.Errorf("step %q is not a client step", host)
+		if stepFields[rest] {
+			return target{path: []string{"timeline", "#" + strconv.Itoa(i), rest}, what: rest + " of step " + host}, nil
 		}
-		if !clientOptions[rest] {
-			return target{}, fmt.Errorf("unknown client option %q (want %s)", rest, oneOfText(clientOptions))
+		settable := map[string]bool{}
+		if k, ok := Action(st.Kind); ok {
+			for _, o := range k.Settable {
+				settable[o] = true
+			}
+		}
+		for o := range stepFields {
+			settable[o] = true
+		}
+		if !settable[rest] {
+			return target{}, fmt.Errorf("step %q (%s) has no option %q an axis may set (want %s)", host, st.Kind, rest, oneOfText(settable))
 		}
 		return target{path: []string{"timeline", "#" + strconv.Itoa(i), st.Kind, rest}, what: "option " + rest + " of step " + host}, nil
 	}

@@ -101,6 +101,17 @@ type Server struct {
 	// Setup is SQL run over the lab network once the server is ready,
 	// before the timeline starts.
 	Setup []string `yaml:"setup,omitempty" json:"setup,omitempty"`
+	// Disk puts the data directory on a filesystem of its own, made for
+	// the run, for the disk steps (freeze, throttle, load) and the IO
+	// observation.
+	Disk *Disk `yaml:"disk,omitempty" json:"disk,omitempty"`
+}
+
+// Disk is the server's data directory's own filesystem: ext4, with its
+// journal, in a loop device whose backing file is on the machine's disk.
+type Disk struct {
+	// Size of the filesystem; default DefaultDiskSize.
+	Size Bytes `yaml:"size,omitempty" json:"size,omitempty"`
 }
 
 // ServerVariant is one server of a scenario's matrix: what it changes of
@@ -130,6 +141,15 @@ type Observe struct {
 	// PROCESSLIST) and transactions (INNODB_TRX) over an admin connection
 	// from the server's own namespace.
 	Processlist *ProcesslistObservation `yaml:"processlist,omitempty" json:"processlist,omitempty"`
+	// IO samples the server's disk's counters (server.disk), as iostat
+	// does.
+	IO *IOObservation `yaml:"io,omitempty" json:"io,omitempty"`
+}
+
+// IOObservation is the period of the disk's IO sampling.
+type IOObservation struct {
+	// Every is the sampling period; default 100ms.
+	Every Duration `yaml:"every,omitempty" json:"every,omitempty"`
 }
 
 // ProcesslistObservation is the period of processlist sampling.

@@ -40,6 +40,9 @@ var typeDocs = map[string]string{
 	"Axis":              "One dimension of a matrix.",
 	"CellTags":          "Tags for the cells that match.",
 	"Documented":        "The article's value for a check, shown beside the model and the observation.",
+	"Bytes":             "A size: a number of bytes, or a number with a binary unit: \"512KiB\", \"4MiB\", \"1GiB\".",
+	"Disk":              "The data directory's own filesystem: ext4 with its journal, in a loop device whose backing file is on the machine's disk, made for the run and removed after it.",
+	"IOObservation":     "Samples the server disk's counters (/sys/block/loopN/stat) as iostat -x does.",
 	"Duration":          "A duration with a unit: \"1.5s\", \"200ms\", \"2m\". A bare number is refused because its unit would be a guess.",
 }
 
@@ -63,7 +66,7 @@ var fieldDocs = map[string]string{
 	"Matrix.cells":  "The cells to run instead of the product of the axes, each a value per axis name.",
 	"Matrix.tags":   "Tags for the cells whose values match, e.g. long for the slow cells; a long cell is not quick.",
 	"Axis.name":     "The axis's name in instance names and tables. Default: the last part of set.",
-	"Axis.set":      "What the axis sets: HOST.net.ipv4.KEY (a host's sysctl), server.NAME (a server variable), STEP.OPTION (connect_timeout, read_timeout, write_timeout or rcvbuf of a client step), flavor or engine.",
+	"Axis.set":      "What the axis sets: HOST.net.ipv4.KEY (a host's sysctl), server.NAME (a server variable), STEP.OPTION (a step's at or delay, or an option its action lets an axis set: a client's connect_timeout, read_timeout, write_timeout or rcvbuf; a freeze's for; a throttle's limits and for; a load's bytes, for, block and sync_every), flavor or engine.",
 	"Axis.values":   "The values, as the scenario would write them.",
 	"CellTags.when": "Axis values a cell must have, by axis name.",
 	"CellTags.tags": "The tags those cells get.",
@@ -85,6 +88,8 @@ var fieldDocs = map[string]string{
 	"Server.port":      "The port the server listens on. Default 3306.",
 	"Server.variables": "Server variables, passed as --name=value.",
 	"Server.setup":     "SQL run over the lab network once the server is ready, before the timeline starts.",
+	"Server.disk":      "Puts the data directory on a filesystem of its own, made for the run (ext4 in a loop device), for the disk steps (freeze, throttle, load) and observe.io. The container engine bind-mounts the same directory.",
+	"Disk.size":        "The filesystem's size (its backing file is sparse). Default 1GiB.",
 
 	"ServerVariant.flavor":    "\"mysql\" or \"mariadb\". Default: the image's, or server's.",
 	"ServerVariant.engine":    "\"process\" or \"container\". Default: container with an image, else server's.",
@@ -104,6 +109,8 @@ var fieldDocs = map[string]string{
 	"Step.host":                    "The host the action runs on; some actions have a default (client steps: client).",
 	"Observe.processlist":          "Samples the server's threads (information_schema PROCESSLIST) and transactions (INNODB_TRX) over an admin connection from the server's own namespace.",
 	"ProcesslistObservation.every": "The sampling period; default 200ms.",
+	"Observe.io":                   "Samples the server disk's counters (server.disk): utilisation, await, queue depth, bytes read and written, as iostat -x shows them.",
+	"IOObservation.every":          "The sampling period; default 100ms.",
 	"Expect.value":                 "The first column of the first row the step's last statement returned, as text (query_value).",
 	"Expect.after":                 "ends_after: the step that must be over before the check's step finishes; for a client step whose server thread the processlist shows, over means that thread stopped running its statement. client_error with model session_end: the step whose idle session holds the lock the check's step waits on.",
 
@@ -167,6 +174,8 @@ func schemaExtra() map[string]jsonObj {
 		"Server.variables":        {{"propertyNames", jsonObj{{"pattern", variableName.String()}}}},
 		"SocketObservation.every": {{"default", fmtDuration(DefaultSampleEvery)}},
 		"SocketObservation.port":  port(),
+		"IOObservation.every":     {{"default", fmtDuration(DefaultSampleEvery)}},
+		"Disk.size":               {{"default", Bytes(DefaultDiskSize).String()}},
 		"Check.type":              {{"enum", CheckNames()}},
 		"Check.flavors":           {{"items", jsonObj{{"enum", sortedNames(flavors)}}}},
 		"Expect.count":            {{"minimum", 0}},
@@ -337,6 +346,8 @@ var durationReflectType = reflect.TypeOf(Duration(0))
 
 var scalarType = reflect.TypeOf(Scalar(""))
 
+var bytesType = reflect.TypeOf(Bytes(0))
+
 // durationValuer is implemented by an action's own type that is a duration
 // in YAML (sleep), so that the schema says so.
 var durationValuer = reflect.TypeOf((*interface{ Duration() Duration })(nil)).Elem()
@@ -345,6 +356,15 @@ var durationValuer = reflect.TypeOf((*interface{ Duration() Duration })(nil)).El
 func (g *schemaGen) typeSchema(t reflect.Type) jsonObj {
 	if t == scalarType {
 		return jsonObj{{"type", []string{"string", "number", "boolean"}}}
+	}
+	if t == bytesType {
+		if _, ok := g.defs["Bytes"]; !ok {
+			g.defs["Bytes"] = jsonObj{
+				{"description", g.typeDocs["Bytes"]},
+				{"anyOf", []any{jsonObj{{"type", "integer"}, {"minimum", 0}}, jsonObj{{"type", "string"}, {"pattern", bytesPattern}}}},
+			}
+		}
+		return jsonObj{{"$ref", "#/$defs/Bytes"}}
 	}
 	if t == durationReflectType || t.Implements(durationValuer) {
 		if _, ok := g.defs["Duration"]; !ok {

@@ -226,6 +226,12 @@ func (c *Validator) server() {
 	c.serverKind("server", sv.Flavor, sv.Engine, sv.Image)
 	c.port("server.port", sv.Port)
 	c.variables("server.variables", sv.Variables)
+	if sv.Disk != nil && sv.Disk.Size < MinDiskSize {
+		c.add("server.disk.size", "want at least %s for the data directory", Bytes(MinDiskSize))
+	}
+	if c.s.Observe.IO != nil && sv.Disk == nil {
+		c.add("observe.io", "samples the server's own disk: set server.disk")
+	}
 	seen := map[string]int{}
 	for i, v := range c.s.Servers {
 		path := fmt.Sprintf("servers[%d]", i)

@@ -1,0 +1,246 @@
+package checks
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/labrun/labrun/actions"
+	"github.com/labrun/labrun/capture"
+	"github.com/labrun/labrun/reports"
+	"github.com/labrun/labrun/scenarios"
+	"github.com/labrun/labrun/tcpmodel"
+)
+
+// A stalled request (Lab A): a client sends a statement, the server's disk
+// stalls, and the statement's result waits for the disk. What the client
+// does then depends on its read timeout: the model here says, from the
+// scenario's own parameters (the fault step's duration, the client's
+// read_timeout) and the request's time in the capture, whether the client
+// gives up before the result comes, and when each thing happens.
+
+// stalledRequest is one client step's request on the wire, decoded.
+type stalledRequest struct {
+	res  *Step
+	f    *capture.Flow
+	host string
+	conn *capture.MySQLConn
+	// req is the index of the request in conn.Messages; msg the message.
+	req int
+	msg capture.MySQLMessage
+	// seg is the request's last segment.
+	seg capture.Packet
+}
+
+// request finds the step's connection, its MySQL exchange and the step's
+// last request: the last client command other than COM_QUIT and
+// COM_STMT_CLOSE.
+func (o *Observations) request(c *scenarios.Check, out *reports.Check) (*stalledRequest, bool) {
+	res, f, host, ok := o.stepFlow(c, out, true)
+	if !ok {
+		return nil, false
+	}
+	a := o.Analyses[host]
+	var conn *capture.MySQLConn
+	for _, mc := range a.MySQL {
+		if mc.Client == f.Client && mc.Server == f.Server {
+			conn = mc
+		}
+	}
+	if conn == nil {
+		out.Message = fmt.Sprintf("%s.pcap has no MySQL exchange on flow %s -> %s", host, f.Client, f.Server)
+		return nil, false
+	}
+	sr := &stalledRequest{res: res, f: f, host: host, conn: conn, req: -1}
+	for i, m := range conn.Messages {
+		if m.FromClient && m.Kind == "command" && m.Command != "COM_QUIT" && m.Command != "COM_STMT_CLOSE" {
+			sr.req, sr.msg = i, m
+		}
+	}
+	if sr.req < 0 {
+		out.Message = fmt.Sprintf("no MySQL command from the client on flow %s -> %s in %s.pcap%s", f.Client, f.Server, host, lostNote(conn))
+		return nil, false
+	}
+	for _, p := range f.Packets {
+		if p.Frame == sr.msg.Frame {
+			sr.seg = p
+		}
+	}
+	if sr.seg.Frame == 0 {
+		out.Message = fmt.Sprintf("the request's frame %d is not on the flow", sr.msg.Frame)
+		return nil, false
+	}
+	return sr, true
+}
+
+func lostNote(c *capture.MySQLConn) string {
+	if c.Lost != "" {
+		return " (decoding stopped: " + c.Lost + ")"
+	}
+	return ""
+}
+
+// stallModel is what the model predicts for a stalled request.
+type stallModel struct {
+	// fault is the disk fault step in force when the request was sent,
+	// and rec its record; until is when it ended.
+	fault string
+	rec   *actions.FaultRecord
+	until time.Time
+	// readTimeout is the client step's read_timeout (0: none).
+	readTimeout time.Duration
+	// remaining is how long the stall still had to run when the request
+	// went out; giveUp says the client's read timeout comes first.
+	remaining time.Duration
+	giveUp    bool
+	// borderline says the read timeout and the thaw fall within the
+	// timing tolerance of each other: either may come first, and the
+	// observation decides (settle).
+	borderline bool
+	explain    string
+}
+
+// settle decides a borderline model by what was observed: whether the
+// client gave up before the result came.
+func (m *stallModel) settle(gaveUp bool) {
+	if !m.borderline {
+		return
+	}
+	m.giveUp = gaveUp
+	m.explain += fmt.Sprintf(" The read timeout and the thaw are within the timers' tolerance of each other (%.3fs apart): either may come first; this run's client %s.", (m.remaining - m.readTimeout).Abs().Seconds(), map[bool]string{true: "gave up first", false: "got its result first"}[gaveUp])
+}
+
+// stall models the step's request against the disk fault in force when it
+// was sent: the named one (expect.after) or the only one whose time holds
+// the request. A throttle or a load has no predictable end of its effect,
+// only a freeze; the model says so rather than guess.
+func (o *Observations) stall(c *scenarios.Check, sr *stalledRequest) (*stallModel, string) {
+	m := &stallModel{}
+	if st := stepOf(o.Scenario, c.Step); st != nil {
+		if cl, ok := actions.ClientOf(st); ok {
+			m.readTimeout = cl.ReadTimeout.D()
+		}
+	}
+	at := sr.msg.Time
+	var names []string
+	for _, st := range o.Scenario.Timeline {
+		r := o.Steps[st.Name]
+		if r == nil || r.Fault == nil {
+			continue
+		}
+		if c.Expect != nil && c.Expect.After != "" {
+			if st.Name == c.Expect.After {
+				names = []string{st.Name}
+				m.fault, m.rec = st.Name, r.Fault
+			}
+			continue
+		}
+		end := r.Fault.Ended
+		if !r.Fault.Applied.After(at) && (end.IsZero() || end.After(at)) {
+			names = append(names, st.Name)
+			m.fault, m.rec = st.Name, r.Fault
+		}
+	}
+	switch {
+	case len(names) == 0 && c.Expect != nil && c.Expect.After != "":
+		return nil, fmt.Sprintf("step %s applied no disk fault", c.Expect.After)
+	case len(names) == 0:
+		return nil, fmt.Sprintf("no disk fault was in force when the request went out at %s", o.offset(at))
+	case len(names) > 1:
+		return nil, fmt.Sprintf("%d disk faults were in force when the request went out (%v): name one with expect.after", len(names), names)
+	}
+	if m.rec.Kind != "freeze" {
+		return nil, fmt.Sprintf("step %s is a %s: only a freeze has a predictable end of the stall", m.fault, m.rec.Kind)
+	}
+	if m.rec.Ended.IsZero() {
+		return nil, fmt.Sprintf("the freeze of step %s has no recorded thaw", m.fault)
+	}
+	m.until = m.rec.Ended
+	m.remaining = m.until.Sub(at)
+	if m.remaining < 0 {
+		m.remaining = 0
+	}
+	m.giveUp = m.readTimeout > 0 && m.readTimeout < m.remaining
+	m.borderline = m.readTimeout > 0 && (m.remaining-m.readTimeout).Abs() <= tcpmodel.Tolerance(m.readTimeout, 100*time.Millisecond, o.Slow)
+	m.explain = fmt.Sprintf("The freeze of step %s held every write on the server's disk from %s to %s; the request went out at %s, so its commit waited %.3fs for the thaw. ",
+		m.fault, o.offset(m.rec.Applied), o.offset(m.until), o.offset(at), m.remaining.Seconds())
+	switch {
+	case m.readTimeout == 0:
+		m.explain += "The client has no read timeout: it waits for the result."
+	case m.giveUp:
+		m.explain += fmt.Sprintf("The client's read timeout, %s, is shorter: it gives up first, at %s, and the result arrives after it closed.", m.readTimeout, o.offset(at.Add(m.readTimeout)))
+	default:
+		m.explain += fmt.Sprintf("The client's read timeout, %s, is longer: the result arrives in time.", m.readTimeout)
+	}
+	return m, ""
+}
+
+func stepOf(sc *scenarios.Scenario, name string) *scenarios.Step {
+	for _, st := range sc.Timeline {
+		if st != nil && st.Name == name {
+			return st
+		}
+	}
+	return nil
+}
+
+// stalled starts a check of a stalled request: the request, its model
+// settled by what the capture shows when borderline (nil with why when
+// there is none), and the observed map the check fills, already holding
+// the request, which is the first evidence.
+func (o *Observations) stalled(c *scenarios.Check, out *reports.Check) (*stalledRequest, *stallModel, string, map[string]any, bool) {
+	sr, ok := o.request(c, out)
+	if !ok {
+		return nil, nil, "", nil, false
+	}
+	m, why := o.stall(c, sr)
+	if m != nil {
+		m.settle(sr.gaveUp())
+	}
+	obs := map[string]any{"request": sr.msg.Command, "request_s": o.sec(sr.msg.Time)}
+	out.Observed = obs
+	out.Evidence = o.evidence(sr.host, []capture.Packet{sr.seg}, "request "+sr.msg.Command)
+	return sr, m, why, obs, true
+}
+
+// gaveUp says whether the client closed before the server's reply came.
+func (sr *stalledRequest) gaveUp() bool {
+	fin := clientFIN(sr)
+	reply := sr.conn.ReplyTo(sr.req)
+	return fin != nil && (reply == nil || fin.Time.Before(reply.Time))
+}
+
+// clientFIN is the client's first FIN on the flow after the request, or
+// nil.
+func clientFIN(sr *stalledRequest) *capture.Packet {
+	for _, p := range sr.f.FINs(sr.f.Client) {
+		if p.Time.After(sr.seg.Time) {
+			return &p
+		}
+	}
+	return nil
+}
+
+// stallTolerance is the timing tolerance of a stall's events: timers fire
+// late by the kernel's usual amounts, and a commit released by a thaw
+// finishes its log write and fsync first.
+func stallTolerance(c *scenarios.Check, d time.Duration, slow float64) time.Duration {
+	floor := 250 * time.Millisecond
+	if c.Expect != nil && c.Expect.Tolerance > 0 {
+		floor = c.Expect.Tolerance.D()
+	}
+	return tcpmodel.Tolerance(d, floor, slow)
+}
+
+func validateStallExpect(v *scenarios.Validator, path string, c *scenarios.Check) {
+	if c.Expect == nil || c.Expect.After == "" {
+		return
+	}
+	st, _ := v.Step(c.Expect.After)
+	if st == nil {
+		v.Add(path+".expect.after", "no step named %q", c.Expect.After)
+		return
+	}
+	if st.Kind != "freeze" {
+		v.Add(path+".expect.after", "step %q is a %s step; the stall model follows a freeze", c.Expect.After, st.Kind)
+	}
+}

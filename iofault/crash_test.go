@@ -1,0 +1,160 @@
+package iofault_test
+
+import (
+	"bufio"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/labrun/labrun/iofault"
+	"github.com/labrun/labrun/journal"
+)
+
+// The crash helper is this test binary run again: it makes a disk, freezes
+// it, starts a load (blocked at once by the freeze) and a sleep, throttles
+// both, says READY and waits to be killed.
+const crashEnv = "IOFAULT_TEST_CRASH"
+
+func TestCrashHelper(t *testing.T) {
+	spec := os.Getenv(crashEnv)
+	if spec == "" {
+		t.Skip("the crash test's child, run by TestCrashCleanup")
+	}
+	// root, run ID, mount point
+	parts := strings.Split(spec, "|")
+	journal.Root = parts[0]
+	j, err := journal.Create(parts[1])
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, err := iofault.NewDisk(j, j.RunID, "data", parts[2], iofault.DiskSpec{Size: testSize})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := d.Freeze(); err != nil {
+		t.Fatal(err)
+	}
+	l, err := d.StartLoad(iofault.LoadSpec{Bytes: 1 << 30, For: 10 * time.Minute, Block: 64 << 10})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sleep := exec.Command("sleep", "120")
+	if err := sleep.Start(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := d.Throttle([]int{sleep.Process.Pid, l.PID()}, iofault.Limits{WriteBPS: 1 << 20}); err != nil {
+		t.Fatal(err)
+	}
+	fmt.Printf("READY %d %d %s\n", sleep.Process.Pid, l.PID(), d.Backing)
+	select {}
+}
+
+// A run killed with SIGKILL while its disk is frozen, throttled and loaded:
+// journal.Clean thaws first, then kills the load, moves the throttled
+// processes out and removes the group, unmounts, unbinds and deletes.
+func TestCrashCleanup(t *testing.T) {
+	needFreeze(t)
+	needBlkio(t)
+	tempRoot(t)
+	id := runID(t)
+	dir := filepath.Join(t.TempDir(), "data")
+	if err := os.Mkdir(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	jdir := filepath.Join(journal.Root, id)
+	// Whatever happens below, nothing stays on the machine.
+	t.Cleanup(func() {
+		if _, err := os.Stat(jdir); err == nil {
+			if left, err := journal.Clean(jdir); err != nil {
+				t.Errorf("final Clean: %+v, %v", left, err)
+			}
+		}
+	})
+
+	cmd := exec.Command(os.Args[0], "-test.run=^TestCrashHelper$", "-test.count=1")
+	cmd.Env = append(os.Environ(), crashEnv+"="+journal.Root+"|"+id+"|"+dir)
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		cmd.Process.Kill()
+		cmd.Wait()
+	})
+	ready := make(chan []string, 1)
+	go func() {
+		sc := bufio.NewScanner(out)
+		for sc.Scan() {
+			if f := strings.Fields(sc.Text()); len(f) == 4 && f[0] == "READY" {
+				ready <- f[1:]
+				return
+			}
+			t.Logf("child: %s", sc.Text())
+		}
+		close(ready)
+	}()
+	var f []string
+	select {
+	case f = <-ready:
+	case <-time.After(2 * time.Minute):
+	}
+	if f == nil {
+		t.Fatalf("the child never got ready: %s", stderr.String())
+	}
+	sleepPID, _ := strconv.Atoi(f[0])
+	loadPID, _ := strconv.Atoi(f[1])
+	backing := f[2]
+	t.Cleanup(func() {
+		if p, err := os.FindProcess(sleepPID); err == nil {
+			p.Kill()
+		}
+	})
+	waitState(t, loadPID, 'D')
+
+	if err := cmd.Process.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	cmd.Wait()
+
+	pend, err := journal.Pending(jdir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var kinds []string
+	for _, e := range pend {
+		kinds = append(kinds, e.Kind)
+	}
+	t.Logf("pending after SIGKILL, newest first: %v", kinds)
+	group := filepath.Join(journal.BlkioRoot, journal.CgroupPrefix+id+"-data")
+	if _, err := os.Stat(group); err != nil {
+		t.Fatalf("the throttle group is not there before Clean: %v", err)
+	}
+
+	left, err := journal.Clean(jdir)
+	if err != nil || len(left) != 0 {
+		t.Fatalf("Clean = %+v, %v; want nothing left", left, err)
+	}
+	assertGone(t, dir, backing)
+	if _, err := os.Stat(group); !os.IsNotExist(err) {
+		t.Errorf("group %s still there: %v", group, err)
+	}
+	if got := blkioGroupOf(t, sleepPID); got != "/" {
+		t.Errorf("throttled sleep in %s after Clean, want the root", got)
+	}
+	if s := procState(loadPID); s != 0 && s != 'Z' {
+		t.Errorf("load writer %d still running after Clean (state %q)", loadPID, s)
+	}
+	if _, err := os.Stat(jdir); !os.IsNotExist(err) {
+		t.Errorf("journal %s still there: %v", jdir, err)
+	}
+}
