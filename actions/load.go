@@ -2,6 +2,7 @@ package actions
 
 import (
 	"context"
+	"fmt"
 	"time"
 
 	"github.com/labrun/labrun/iofault"
@@ -21,6 +22,9 @@ type Load struct {
 	SyncEvery int `yaml:"sync_every,omitempty" json:"sync_every,omitempty"`
 	// Direct opens the file with O_DIRECT, bypassing the page cache.
 	Direct bool `yaml:"direct,omitempty" json:"direct,omitempty"`
+	// Shared puts the writer into the throttle in force, so that it and
+	// the server share one slow disk.
+	Shared bool `yaml:"shared,omitempty" json:"shared,omitempty"`
 }
 
 // Default block size of a load.
@@ -40,6 +44,7 @@ func init() {
 			"Load.block":      "The size of one write. Default 1MiB.",
 			"Load.sync_every": "How many blocks between fsyncs. Default 1.",
 			"Load.direct":     "Writes with O_DIRECT, bypassing the page cache.",
+			"Load.shared":     "Joins the throttle in force (a throttle step without for that starts before this one): the writer and the server share one slow disk, and the server's IO waits in one queue behind the writer's. Without it the writer has the device to itself, which on a fast disk barely slows the server.",
 		},
 		FieldSchema: map[string]map[string]any{"Load.sync_every": {"minimum": 0}},
 		Validate: func(v *scenarios.Validator, path string, st *scenarios.Step) {
@@ -57,6 +62,9 @@ func init() {
 			if a.Block < 0 || (a.Block > 0 && a.Bytes > 0 && a.Block > a.Bytes) {
 				v.Add(path+".block", "want a positive size no larger than bytes")
 			}
+			if a.Shared && !throttleBefore(v, st) {
+				v.Add(path+".shared", "needs a throttle step without for that certainly starts before this one: the slow disk to share")
+			}
 			if a.Direct && a.Block%4096 != 0 {
 				v.Add(path+".block", "with direct, want a multiple of 4KiB")
 			}
@@ -68,6 +76,18 @@ func init() {
 	})
 }
 
+// throttleBefore says whether a throttle without for certainly starts
+// before step st, and is not ended before it starts.
+func throttleBefore(v *scenarios.Validator, st *scenarios.Step) bool {
+	_, si := v.Step(st.Name)
+	for i, o := range v.Scenario().Timeline {
+		if a, ok := o.Action.(*Throttle); ok && a.For == 0 && si >= 0 && v.Before(i, si) {
+			return true
+		}
+	}
+	return false
+}
+
 // Apply runs the load to its end.
 func (a *Load) Apply(ctx context.Context, env Env, st *scenarios.Step) (Result, error) {
 	spec := iofault.LoadSpec{Bytes: int64(a.Bytes), For: a.For.D(), Block: int(a.Block), SyncEvery: a.SyncEvery, Direct: a.Direct}
@@ -77,7 +97,7 @@ func (a *Load) Apply(ctx context.Context, env Env, st *scenarios.Step) (Result, 
 	if spec.SyncEvery == 0 {
 		spec.SyncEvery = 1
 	}
-	detail := map[string]any{"bytes_max": spec.Bytes, "block": spec.Block, "sync_every": spec.SyncEvery, "direct": spec.Direct}
+	detail := map[string]any{"bytes_max": spec.Bytes, "block": spec.Block, "sync_every": spec.SyncEvery, "direct": spec.Direct, "shared": a.Shared}
 	var load *iofault.Load
 	stop := func() error {
 		s := load.Stop()
@@ -97,6 +117,29 @@ func (a *Load) Apply(ctx context.Context, env Env, st *scenarios.Step) (Result, 
 		if err != nil {
 			return nil, err
 		}
+		if a.Shared {
+			t := env.Disk().Throttled()
+			if t == nil {
+				load.Stop()
+				return nil, fmt.Errorf("shared: no throttle in force on the disk")
+			}
+			if err := t.Add(load.PID()); err != nil {
+				load.Stop()
+				return nil, err
+			}
+			// What the shared group (server and writer) moved while the
+			// writer ran: the slow disk's own count.
+			_, w0, _ := t.ThrottledIO()
+			inner := stop
+			stop = func() error {
+				err := inner()
+				if _, w1, err := t.ThrottledIO(); err == nil && w1 >= w0 {
+					detail["group_write_bytes"] = w1 - w0
+					detail["group_write_bps"] = t.Limits.WriteBPS
+				}
+				return err
+			}
+		}
 		return stop, nil
 	})
 	if err != nil {
@@ -115,4 +158,18 @@ func (a *Load) Apply(ctx context.Context, env Env, st *scenarios.Step) (Result, 
 		by = "the timeline's end"
 	}
 	return out, env.Faults().End(st.Name, by)
+}
+
+// SharedLimit is the write_bps of the slow disk a shared load joins: the
+// scenario's throttle without for; 0 for a load that does not share.
+func (a *Load) SharedLimit(sc *scenarios.Scenario) uint64 {
+	if !a.Shared {
+		return 0
+	}
+	for _, st := range sc.Timeline {
+		if t, ok := st.Action.(*Throttle); ok && t.For == 0 {
+			return uint64(t.WriteBPS)
+		}
+	}
+	return 0
 }

@@ -56,7 +56,18 @@ func (a *Throttle) Apply(ctx context.Context, env Env, st *scenarios.Step) (Resu
 		if err != nil {
 			return nil, err
 		}
-		return t.Remove, nil
+		return func() error {
+			// What the group's processes moved through the limits, as the
+			// kernel counted it: the device also sees IO that is not
+			// theirs (ext4's journal, the flusher).
+			if r, w, err := t.ThrottledIO(); err == nil {
+				detail["group_read_bytes"], detail["group_write_bytes"] = r, w
+			}
+			if r, w, err := t.ThrottledOps(); err == nil {
+				detail["group_read_ios"], detail["group_write_ios"] = r, w
+			}
+			return t.Remove()
+		}, nil
 	})
 }
 

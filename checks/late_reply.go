@@ -56,14 +56,22 @@ func checkLateReply(o *Observations, c *scenarios.Check, out *reports.Check) {
 	}
 	tol := stallTolerance(c, m.remaining, o.Slow)
 	out.Explain = m.explain
-	out.Expected = map[string]any{"reply_s": o.sec(m.until), "after_client_fin": m.giveUp, "client_rsts_after_reply": map[bool]string{true: "1 or more", false: "0"}[m.giveUp]}
-	out.Tolerance = map[string]any{"reply_s": round3(tol.Seconds())}
+	when := "reply_s"
+	if m.bound {
+		when = "reply_s_at_most"
+	}
+	out.Expected = map[string]any{when: o.sec(m.until), "after_client_fin": m.giveUp, "client_rsts_after_reply": map[bool]string{true: "1 or more", false: "0"}[m.giveUp]}
+	out.Tolerance = map[string]any{when: round3(tol.Seconds())}
 	var bad []string
 	if reply == nil {
 		out.Message = fmt.Sprintf("the server never answered the %s of frame %d in %s.pcap%s", sr.msg.Command, sr.msg.Frame, sr.host, lostNote(sr.conn))
 		return
 	}
-	if d := reply.Time.Sub(m.until); d > tol || -d > tol {
+	d := reply.Time.Sub(m.until)
+	switch {
+	case m.bound && d > tol:
+		bad = append(bad, fmt.Sprintf("the reply came at %s, after the end of the %s, %s + %.3fs", o.offset(reply.Time), m.rec.Kind, o.offset(m.until), tol.Seconds()))
+	case !m.bound && (d > tol || -d > tol):
 		bad = append(bad, fmt.Sprintf("the reply came at %s, expected at the thaw, %s ± %.3fs", o.offset(reply.Time), o.offset(m.until), tol.Seconds()))
 	}
 	after := fin != nil && fin.Time.Before(reply.Time)

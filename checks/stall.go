@@ -96,7 +96,10 @@ type stallModel struct {
 	// timing tolerance of each other: either may come first, and the
 	// observation decides (settle).
 	borderline bool
-	explain    string
+	// bound says that until is only the latest the reply may come (a
+	// throttle, a load): whether the client gives up first is observed.
+	bound   bool
+	explain string
 }
 
 // settle decides a borderline model by what was observed: whether the
@@ -106,13 +109,18 @@ func (m *stallModel) settle(gaveUp bool) {
 		return
 	}
 	m.giveUp = gaveUp
+	if m.bound {
+		m.explain += fmt.Sprintf(" This run's client %s.", map[bool]string{true: "gave up first", false: "got its result first"}[gaveUp])
+		return
+	}
 	m.explain += fmt.Sprintf(" The read timeout and the thaw are within the timers' tolerance of each other (%.3fs apart): either may come first; this run's client %s.", (m.remaining - m.readTimeout).Abs().Seconds(), map[bool]string{true: "gave up first", false: "got its result first"}[gaveUp])
 }
 
 // stall models the step's request against the disk fault in force when it
 // was sent: the named one (expect.after) or the only one whose time holds
-// the request. A throttle or a load has no predictable end of its effect,
-// only a freeze; the model says so rather than guess.
+// the request. A freeze's thaw is when the reply comes; a throttle's or a
+// load's end is only the latest it may come, and the model says so rather
+// than guess.
 func (o *Observations) stall(c *scenarios.Check, sr *stalledRequest) (*stallModel, string) {
 	m := &stallModel{}
 	if st := stepOf(o.Scenario, c.Step); st != nil {
@@ -148,30 +156,69 @@ func (o *Observations) stall(c *scenarios.Check, sr *stalledRequest) (*stallMode
 	case len(names) > 1:
 		return nil, fmt.Sprintf("%d disk faults were in force when the request went out (%v): name one with expect.after", len(names), names)
 	}
-	if m.rec.Kind != "freeze" {
-		return nil, fmt.Sprintf("step %s is a %s: only a freeze has a predictable end of the stall", m.fault, m.rec.Kind)
-	}
 	if m.rec.Ended.IsZero() {
-		return nil, fmt.Sprintf("the freeze of step %s has no recorded thaw", m.fault)
+		return nil, fmt.Sprintf("the %s of step %s has no recorded end", m.rec.Kind, m.fault)
 	}
 	m.until = m.rec.Ended
-	m.remaining = m.until.Sub(at)
-	if m.remaining < 0 {
-		m.remaining = 0
+	switch m.rec.Kind {
+	case "freeze":
+		m.explain = fmt.Sprintf("The freeze of step %s held every write on the server's disk from %s to %s; the request went out at %s, so its commit waited %.3fs for the thaw. ",
+			m.fault, o.offset(m.rec.Applied), o.offset(m.until), o.offset(at), max(m.until.Sub(at), 0).Seconds())
+	case "throttle":
+		// How long a commit takes under a limit depends on what else the
+		// server's threads have queued (the page cleaner's writes wait in
+		// the same group); what is certain is that it is done once the
+		// limits are lifted.
+		m.bound = true
+		m.explain = fmt.Sprintf("The throttle of step %s limited the server's IO from %s to %s; a commit under it takes as long as the IO queued ahead of it, which the model does not know, but it is done soon after the limits are lifted: the reply comes by %s. ",
+			m.fault, o.offset(m.rec.Applied), o.offset(m.until), o.offset(m.until))
+	case "load":
+		// The writer's last batch (sync_every blocks, one fsync) may still
+		// be queued when it stops; on a shared slow disk it drains at the
+		// throttle's rate first.
+		var drain time.Duration
+		if st := stepOf(o.Scenario, m.fault); st != nil {
+			if ld, ok := st.Action.(*actions.Load); ok && ld.Shared {
+				block := int64(ld.Block)
+				if block == 0 {
+					block = 1 << 20
+				}
+				batch := block * int64(max(ld.SyncEvery, 1))
+				if bps := o.sharedWriteBPS(); bps > 0 {
+					drain = time.Duration(float64(batch) / float64(bps) * float64(time.Second))
+				}
+			}
+		}
+		m.until = m.until.Add(drain)
+		m.bound = true
+		m.explain = fmt.Sprintf("The load of step %s wrote from %s to %s; the server's commit waits for the IO queued ahead of it, which the model does not know, but it is done once the writer has stopped and its last batch has drained (%.3fs): the reply comes by %s. ",
+			m.fault, o.offset(m.rec.Applied), o.offset(m.rec.Ended), drain.Seconds(), o.offset(m.until))
 	}
+	m.remaining = max(m.until.Sub(at), 0)
 	m.giveUp = m.readTimeout > 0 && m.readTimeout < m.remaining
-	m.borderline = m.readTimeout > 0 && (m.remaining-m.readTimeout).Abs() <= tcpmodel.Tolerance(m.readTimeout, 100*time.Millisecond, o.Slow)
-	m.explain = fmt.Sprintf("The freeze of step %s held every write on the server's disk from %s to %s; the request went out at %s, so its commit waited %.3fs for the thaw. ",
-		m.fault, o.offset(m.rec.Applied), o.offset(m.until), o.offset(at), m.remaining.Seconds())
+	m.borderline = m.bound || (m.readTimeout > 0 && (m.remaining-m.readTimeout).Abs() <= tcpmodel.Tolerance(m.readTimeout, 100*time.Millisecond, o.Slow))
 	switch {
 	case m.readTimeout == 0:
 		m.explain += "The client has no read timeout: it waits for the result."
+	case m.bound:
+		m.explain += fmt.Sprintf("The client gives up at its read timeout, %s after the request, if the reply has not come by then.", m.readTimeout)
 	case m.giveUp:
 		m.explain += fmt.Sprintf("The client's read timeout, %s, is shorter: it gives up first, at %s, and the result arrives after it closed.", m.readTimeout, o.offset(at.Add(m.readTimeout)))
 	default:
 		m.explain += fmt.Sprintf("The client's read timeout, %s, is longer: the result arrives in time.", m.readTimeout)
 	}
 	return m, ""
+}
+
+// sharedWriteBPS is the write limit of the throttle steps of the scenario
+// (the slow disk a shared load joins), 0 if none sets one.
+func (o *Observations) sharedWriteBPS() uint64 {
+	for _, st := range o.Scenario.Timeline {
+		if t, ok := st.Action.(*actions.Throttle); ok && t.WriteBPS > 0 {
+			return uint64(t.WriteBPS)
+		}
+	}
+	return 0
 }
 
 func stepOf(sc *scenarios.Scenario, name string) *scenarios.Step {
@@ -240,7 +287,7 @@ func validateStallExpect(v *scenarios.Validator, path string, c *scenarios.Check
 		v.Add(path+".expect.after", "no step named %q", c.Expect.After)
 		return
 	}
-	if st.Kind != "freeze" {
-		v.Add(path+".expect.after", "step %q is a %s step; the stall model follows a freeze", c.Expect.After, st.Kind)
+	if st.Kind != "freeze" && st.Kind != "throttle" && st.Kind != "load" {
+		v.Add(path+".expect.after", "step %q is a %s step; the stall model follows a disk fault (freeze, throttle, load)", c.Expect.After, st.Kind)
 	}
 }

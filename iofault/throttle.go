@@ -196,7 +196,19 @@ func (t *Throttle) remove() error {
 // device (blkio.throttle.io_service_bytes): bytes read and written by the
 // throttled processes, for reports.
 func (t *Throttle) ThrottledIO() (read, write uint64, err error) {
-	b, err := os.ReadFile(filepath.Join(t.Dir, "blkio.throttle.io_service_bytes"))
+	return t.counts("blkio.throttle.io_service_bytes")
+}
+
+// ThrottledOps is the count of IOs the group's processes issued on the
+// disk's device (blkio.throttle.io_serviced), reads and writes.
+func (t *Throttle) ThrottledOps() (read, write uint64, err error) {
+	return t.counts("blkio.throttle.io_serviced")
+}
+
+// counts reads the Read and Write lines of the device from a blkio
+// statistics file.
+func (t *Throttle) counts(file string) (read, write uint64, err error) {
+	b, err := os.ReadFile(filepath.Join(t.Dir, file))
 	if err != nil {
 		return 0, 0, fmt.Errorf("throttle %s: %w", t.d.Name, err)
 	}
@@ -215,4 +227,31 @@ func (t *Throttle) ThrottledIO() (read, write uint64, err error) {
 		}
 	}
 	return read, write, nil
+}
+
+// Add moves one more process into the group, as Throttle did the first
+// ones: a competing writer that shares the slow disk with the server, so
+// that both wait in one queue on the device's limits.
+func (t *Throttle) Add(pid int) error {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.removed {
+		return fmt.Errorf("throttle %s: removed", t.d.Name)
+	}
+	prev, err := blkioGroup(pid)
+	if err != nil {
+		return fmt.Errorf("throttle %s: %w", t.d.Name, err)
+	}
+	t.Prev[pid] = prev
+	if err := journal.MoveToCgroup(t.Dir, pid); err != nil {
+		return fmt.Errorf("throttle %s: %w", t.d.Name, err)
+	}
+	return nil
+}
+
+// Throttled returns the throttle in force on the disk, or nil.
+func (d *Disk) Throttled() *Throttle {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.throttle
 }

@@ -89,6 +89,18 @@ func undoLoop(e Entry) error {
 			if err := clearLoop(e.Path); err != nil {
 				return err
 			}
+			// A device still open (a lazily unmounted filesystem whose
+			// last user, a killed server, is still exiting: SIGKILL of
+			// mysqld took 1.7 s here) unbinds itself at its last close.
+			// Wait for that, bounded, so that a cleanup that returns has
+			// really removed the device.
+			deadline := time.Now().Add(loopRelease)
+			for LoopBackingFile(e.Path) == e.Name {
+				if time.Now().After(deadline) {
+					return fmt.Errorf("detach %s: still in use after %s; it unbinds itself at its last close", e.Path, loopRelease)
+				}
+				time.Sleep(20 * time.Millisecond)
+			}
 		}
 	}
 	if err := os.Remove(e.Name); err != nil && !errors.Is(err, os.ErrNotExist) {
@@ -96,6 +108,9 @@ func undoLoop(e Entry) error {
 	}
 	return nil
 }
+
+// loopRelease bounds the wait for a busy loop device to unbind itself.
+const loopRelease = 10 * time.Second
 
 // clearLoop unbinds a loop device. A device still open (mounted, or a lazy
 // unmount still busy) is not refused: the kernel marks it to unbind itself
