@@ -93,11 +93,13 @@ func ioLane(s *IOSummary) template.HTML {
 	sx := func(x float64) float64 { return l + x/tmax*iw }
 	var b strings.Builder
 	fmt.Fprintf(&b, `<svg xmlns="http://www.w3.org/2000/svg" width="%.0f" height="%.0f" viewBox="0 0 %.0f %.0f" role="img" font-family="system-ui, sans-serif" font-size="11">`, w, h+16, w, h+16)
-	for _, f := range s.Faults {
+	for i, f := range s.Faults {
 		col := map[string]string{"freeze": "#4e79a7", "throttle": "#f28e2b", "load": "#e15759"}[f.Kind]
 		fmt.Fprintf(&b, `<rect x="%.1f" y="%.1f" width="%.1f" height="%.1f" fill="%s" fill-opacity="0.15"><title>%s (%s) %.3f–%.3f s</title></rect>`,
 			sx(f.StartS), t, math.Max(sx(f.EndS)-sx(f.StartS), 1), ih, col, template.HTMLEscapeString(f.Step), f.Kind, f.StartS, f.EndS)
-		fmt.Fprintf(&b, `<text x="%.1f" y="%.1f" fill="%s">%s</text>`, sx(f.StartS)+2, t+11, col, template.HTMLEscapeString(f.Kind+" "+f.Step))
+		// One line per fault: overlapping faults (a load on a throttled
+		// disk) keep readable labels.
+		fmt.Fprintf(&b, `<text x="%.1f" y="%.1f" fill="%s">%s</text>`, sx(f.StartS)+2, t+11+12*float64(i%8), col, template.HTMLEscapeString(f.Kind+" "+f.Step))
 	}
 	fmt.Fprintf(&b, `<line x1="%.1f" y1="%.1f" x2="%.1f" y2="%.1f" stroke="#444"/>`, l, t+ih, l+iw, t+ih)
 	fmt.Fprintf(&b, `<line x1="%.1f" y1="%.1f" x2="%.1f" y2="%.1f" stroke="#444"/>`, l, t, l, t+ih)

@@ -5,7 +5,7 @@
 set -euo pipefail
 
 need=()
-for pair in debootstrap:debootstrap iptables:iptables tshark:tshark ip:iproute2 make:make; do
+for pair in debootstrap:debootstrap iptables:iptables tshark:tshark ip:iproute2 make:make mkfs.ext4:e2fsprogs; do
 	bin=${pair%%:*} pkg=${pair#*:}
 	command -v "$bin" >/dev/null 2>&1 || need+=("$pkg")
 done
