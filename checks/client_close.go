@@ -18,6 +18,7 @@ func init() {
 			Step:     scenarios.StepConnection,
 			Validate: validateStallExpect,
 		},
+		Plan: planStall,
 		Eval: checkClientClose,
 	})
 }

@@ -58,6 +58,8 @@ func init() {
 			case "innodb_lock_wait_timeout", "lock_wait_timeout":
 				d, explain := lockWait(c.Expect.Model, p.Scenario, stepSQL(p.Scenario, c.Step))
 				return map[string]any{"elapsed_s": round3(d.Seconds())}, explain
+			case "read_timeout":
+				return planStall(p, c)
 			case "session_end":
 				exp, explain := planSessionEnd(p, c.Expect.After)
 				if exp != nil {

@@ -19,6 +19,7 @@ func init() {
 			Step:     scenarios.StepConnection,
 			Validate: validateStallExpect,
 		},
+		Plan: planStall,
 		Eval: checkLateReply,
 	})
 }

@@ -291,3 +291,54 @@ func validateStallExpect(v *scenarios.Validator, path string, c *scenarios.Check
 		v.Add(path+".expect.after", "step %q is a %s step; the stall model follows a disk fault (freeze, throttle, load)", c.Expect.After, st.Kind)
 	}
 }
+
+// planStall predicts a stalled request from the scenario alone: the
+// request goes out at the client step's start (a fixed at), the freeze
+// in force then holds it until its at + for. A throttle or a load only
+// bounds the reply, and a step that starts after another has no fixed
+// time: the plan says so.
+func planStall(p *PlanEnv, c *scenarios.Check) (map[string]any, string) {
+	st := stepOf(p.Scenario, c.Step)
+	if st == nil || st.At == nil {
+		return nil, "the request's time is known only once the step runs (it starts after another step)"
+	}
+	cl, ok := actions.ClientOf(st)
+	if !ok {
+		return nil, ""
+	}
+	req := st.At.D()
+	var fault *scenarios.Step
+	for _, f := range p.Scenario.Timeline {
+		if c.Expect != nil && c.Expect.After != "" {
+			if f.Name == c.Expect.After {
+				fault = f
+			}
+			continue
+		}
+		if fz, ok := f.Action.(*actions.Freeze); ok && f.At != nil && f.At.D() <= req && (fz.For == 0 || f.At.D()+fz.For.D() > req) {
+			fault = f
+		}
+	}
+	var fz *actions.Freeze
+	if fault != nil {
+		fz, _ = fault.Action.(*actions.Freeze)
+	}
+	if fz == nil || fault.At == nil || fz.For == 0 {
+		return nil, "no freeze with a fixed at and for holds the request: a throttle or a load only bounds the reply, which the run measures"
+	}
+	thaw := fault.At.D() + fz.For.D()
+	rt := cl.ReadTimeout.D()
+	giveUp := rt > 0 && rt < thaw-req
+	// Times from the request, which is the step's start: the plan's
+	// times are offsets from the check's step.
+	exp := map[string]any{"reply_after_request_s": round3((thaw - req).Seconds()), "client_gives_up": giveUp}
+	explain := fmt.Sprintf("The freeze of step %s holds the server's writes from %s to %s; the request at about %s waits %.3fs for the thaw.", fault.Name, fault.At, thaw, req, (thaw - req).Seconds())
+	if giveUp {
+		exp["fin_after_request_s"] = round3(rt.Seconds())
+		exp["error"] = readTimeoutError
+		explain += fmt.Sprintf(" The client's read_timeout, %s, is shorter: it gives up at %s with %q and closes without COM_QUIT; the result reaches a closed socket and meets an RST.", rt, req+rt, readTimeoutError)
+	} else {
+		explain += " The client waits for the result."
+	}
+	return exp, explain
+}

@@ -145,3 +145,39 @@ func TestLabAContainer(t *testing.T) {
 	assertNoDiskLeft(t)
 	assertNoDockerLeft(t)
 }
+
+// Changing the client's read timeout or the stall's length moves the model
+// and the observation together, with no other edit: with a read timeout
+// longer than the stall the client gets its OK at the thaw and nothing is
+// reset; with a longer stall the reply comes later, still at the thaw.
+func TestLabAParametersMoveModelAndObservation(t *testing.T) {
+	needDiskFaults(t)
+	needFlavor(t, "mysql")
+	for _, tt := range []struct {
+		set      string
+		giveUp   bool
+		replyMin float64 // seconds after the request
+	}{
+		{"app.read_timeout=5s", false, 2},
+		{"stall.for=5s", true, 4},
+	} {
+		t.Run(tt.set, func(t *testing.T) {
+			r := labrun(t, "run", labAQuick, "--set", tt.set)
+			if r.code != 0 {
+				t.Fatalf("want exit 0: %s", r)
+			}
+			late := check(t, r, "late_reply")
+			if late["after_client_fin"] != tt.giveUp {
+				t.Errorf("after_client_fin %v, want %v (%v)", late["after_client_fin"], tt.giveUp, late)
+			}
+			if d, _ := late["reply_after_request_s"].(float64); d < tt.replyMin {
+				t.Errorf("reply %.3fs after the request, want at least %.1fs", d, tt.replyMin)
+			}
+			ce := check(t, r, "client_error")
+			if _, failed := ce["error"]; failed != tt.giveUp {
+				t.Errorf("client error %v, want an error: %v", ce["error"], tt.giveUp)
+			}
+		})
+	}
+	assertNoDiskLeft(t)
+}
