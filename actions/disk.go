@@ -27,7 +27,7 @@ var (
 
 func init() {
 	// A scenario with server.disk needs loop devices whatever its steps.
-	scenarios.RegisterNeed(scenarios.ScenarioNeed{Requirement: needLoop,
+	scenarios.RegisterNeed(scenarios.ScenarioNeed{Requirement: needLoop, Part: "server.disk",
 		Applies: func(s *scenarios.Scenario) bool { return s.Server.Disk != nil }})
 }
 

@@ -118,8 +118,13 @@ var (
 // than a step or a check: Applies says whether a scenario uses that part.
 type ScenarioNeed struct {
 	Requirement
+	// Part names the part of the format that needs it ("server.disk").
+	Part    string
 	Applies func(*Scenario) bool
 }
+
+// ScenarioNeeds returns the registered needs of scenario parts.
+func ScenarioNeeds() []ScenarioNeed { return needs() }
 
 // RegisterNeed adds a requirement of a scenario part; the package that
 // implements the part registers it.

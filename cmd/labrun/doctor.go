@@ -128,6 +128,9 @@ func requirementUsers() map[string][]string {
 			users[r.Name] = append(users[r.Name], "check "+k.Name)
 		}
 	}
+	for _, n := range scenarios.ScenarioNeeds() {
+		users[n.Name] = append(users[n.Name], n.Part)
+	}
 	return users
 }
 
