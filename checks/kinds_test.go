@@ -683,6 +683,28 @@ var kindCases = []kindCase{
 	{name: "a longer wait_timeout moves the model", run: "pool-wait-timeout-mysql", check: "the server ends the idle pooled connection at wait_timeout",
 		alter: variable("wait_timeout", "5"), want: "expected"},
 
+	// A throttle and a shared load only bound the reply.
+	{name: "by the throttle's end", run: "throttle-mysql", check: "the result comes by the end of the throttle"},
+	{name: "by the writer's last batch", run: "load-mysql", check: "the result comes by the end of the competing writer's last batch"},
+	{name: "after the throttle's end", run: "throttle-mysql", check: "the result comes by the end of the throttle",
+		alter: thawLater("slow", -2*time.Second), want: "after the end of the throttle"},
+	{name: "closed at the read timeout under a throttle", run: "throttle-mysql", check: "the client closes at its read timeout, or waits for the result"},
+	{name: "read timeout under a shared load", run: "load-mysql", check: "the client's read timeout decides, and its error names no cause"},
+	{name: "device idle under the throttle", run: "throttle-mysql", check: "the device stays nearly idle while the server waits in the throttle"},
+	{name: "device busy under the throttle", run: "throttle-mysql", check: "the device stays nearly idle while the server waits in the throttle",
+		alter: func(_ *testing.T, o *checks.Observations, _ *scenarios.Check) {
+			for i := range o.IO {
+				o.IO[i].Util = 0.9
+			}
+		},
+		want: "the device was busy 90% of the throttle's time"},
+	{name: "shared slow disk saturated", run: "load-mysql", check: "the competing writer saturates the slow disk it shares, while the device idles"},
+	{name: "shared slow disk not saturated", run: "load-mysql", check: "the competing writer saturates the slow disk it shares, while the device idles",
+		alter: func(_ *testing.T, o *checks.Observations, _ *scenarios.Check) {
+			o.Steps["transcode"].Fault.Detail["group_write_bytes"] = float64(1 << 20)
+		},
+		want: "the shared disk took 1048576 bytes of writes"},
+
 	// client_error, model read_timeout
 	{name: "invalid connection at the read timeout", run: "freeze-mysql", check: labAError},
 	{name: "invalid connection on mariadb", run: "freeze-mariadb", check: labAError},

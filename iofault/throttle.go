@@ -159,6 +159,10 @@ func (t *Throttle) Remove() error {
 	if t.removed {
 		return nil
 	}
+	// The limits go first, so that what the group has queued is
+	// dispatched now rather than at the limit's pace; then the
+	// processes go back.
+	journal.LiftLimits(t.Dir)
 	var errs []error
 	for pid, prev := range t.Prev {
 		dir := filepath.Join(journal.BlkioRoot, filepath.Clean("/"+prev))
