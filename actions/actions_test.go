@@ -61,14 +61,33 @@ var cases = []struct {
 	{"freeze", `    freeze: {for: 2s}`, "10: timeline[1].freeze: acts on the server's own disk: set server.disk", ""},
 	{"throttle", `    throttle: {write_bps: 1MiB, write_iops: 10}`, "", withDisk},
 	{"throttle", `    throttle: {for: 2s}`, "10: timeline[1].throttle: want at least one limit: read_bps, write_bps, read_iops or write_iops", withDisk},
+	{"throttle", `    throttle: {write_bps: 1MiB}`, "10: timeline[1].throttle: cannot limit a server behind the FUSE layer (server.disk.fuse): its IO reaches the disk from labrun's FUSE server, not from its own processes", withFUSEDisk},
 	{"throttle", `    throttle: {write_bps: 1MB}`, `10: timeline[1].throttle.write_bps: bad size "1MB": want bytes, or a number with KiB, MiB or GiB`, withDisk},
 	{"load", `    load: {bytes: 64MiB, for: 5s, block: 1MiB, sync_every: 16}`, "", withDisk},
 	{"load", `    load: {bytes: 64MiB}`, "10: timeline[1].load.for: want a positive duration: a load is bounded in time", withDisk},
 	{"load", `    load: {bytes: 1GiB, for: 5s}`, "10: timeline[1].load.bytes: want less than the disk's size, 512MiB", withDisk},
+	{"latency", `    latency: {op: fsync, delay: 200ms, for: 3s}`, "", withFUSEDisk},
+	{"latency", `    latency: {op: write, delay: 50ms}`, "", withFUSEDisk},
+	{"latency", `    latency: {op: fsync, delay: 200ms}`, "10: timeline[1].latency: acts on the disk's FUSE layer: set server.disk.fuse: true", withDisk},
+	{"latency", `    latency: {op: fsync, delay: 200ms}`, "10: timeline[1].latency: acts on the server's own disk: set server.disk", ""},
+	{"latency", `    latency: {op: fsink, delay: 200ms}`, "10: timeline[1].latency.op: want one of open, read, write, fsync, flush, allocate, setattr", withFUSEDisk},
+	{"latency", `    latency: {op: fsync}`, "10: timeline[1].latency.delay: want a positive duration", withFUSEDisk},
 	{"end", `    throttle: {write_iops: 1}
   - name: y
     after: x
     end: x`, "", withDisk},
+	{"end", `    latency: {op: fsync, delay: 1s}
+  - name: y
+    after: x
+    end: x`, "", withFUSEDisk},
+	{"end", `    latency: {op: fsync, delay: 1s, for: 2s}
+  - name: y
+    after: x
+    end: x`, `13: timeline[2].end: step "x" ends by itself after its for`, withFUSEDisk},
+	{"end", `    sleep: 1s
+  - name: y
+    after: x
+    end: x`, `13: timeline[2].end: step "x" is a sleep step; end ends a freeze, a throttle or a latency`, withDisk},
 	{"end", `    freeze: {for: 1s}
   - name: y
     after: x
@@ -78,6 +97,9 @@ var cases = []struct {
 // withDisk is a server whose data directory has a disk of its own, for the
 // disk faults.
 const withDisk = "{host: server, disk: {size: 512MiB}}"
+
+// withFUSEDisk is a server whose disk has the FUSE layer, for latency.
+const withFUSEDisk = "{host: server, disk: {size: 512MiB, fuse: true}}"
 
 func TestActions(t *testing.T) {
 	for _, tt := range cases {

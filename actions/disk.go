@@ -12,7 +12,7 @@ import (
 	"github.com/labrun/labrun/scenarios"
 )
 
-// The disk faults (freeze, throttle, load) act on the server's own disk,
+// The disk faults (freeze, throttle, load, latency) act on the server's own disk,
 // server.disk. Each is one file; what they share is here: the machine
 // needs, the record a fault leaves for checks, and the registry of faults
 // still in force, which an end step or the teardown ends.
@@ -23,12 +23,16 @@ var (
 	needLoop   = scenarios.Requirement{Name: "loop devices", Probe: iofault.LoopAvailable}
 	needFreeze = scenarios.Requirement{Name: "fsfreeze", Probe: iofault.FreezeAvailable}
 	needBlkio  = scenarios.Requirement{Name: "cgroup v1 blkio", Probe: iofault.BlkioAvailable}
+	needFUSE   = scenarios.Requirement{Name: "FUSE", Probe: iofault.FUSEAvailable}
 )
 
 func init() {
 	// A scenario with server.disk needs loop devices whatever its steps.
 	scenarios.RegisterNeed(scenarios.ScenarioNeed{Requirement: needLoop, Part: "server.disk",
 		Applies: func(s *scenarios.Scenario) bool { return s.Server.Disk != nil }})
+	// And FUSE with its latency layer, whether or not a step delays.
+	scenarios.RegisterNeed(scenarios.ScenarioNeed{Requirement: needFUSE, Part: "server.disk.fuse",
+		Applies: func(s *scenarios.Scenario) bool { return s.Server.Disk != nil && s.Server.Disk.FUSE }})
 }
 
 // FaultRecord is what a disk fault step did: when the fault was in force,

@@ -8,13 +8,13 @@ import (
 )
 
 // End ends the disk fault an earlier step applied without a duration:
-// thaws a freeze, lifts a throttle.
+// thaws a freeze, lifts a throttle, removes a latency.
 type End string
 
 func init() {
 	register(scenarios.ActionKind{
 		Name: "end",
-		Doc:  "Ends the disk fault (freeze or throttle) that the named earlier step applied without for: thaws the filesystem, lifts the limits.",
+		Doc:  "Ends the disk fault (freeze, throttle or latency) that the named earlier step applied without for: thaws the filesystem, lifts the limits, removes the delay.",
 		New:  func() any { return new(End) },
 		Host: scenarios.HostOptional,
 		Validate: func(v *scenarios.Validator, path string, st *scenarios.Step) {
@@ -24,8 +24,8 @@ func init() {
 			switch {
 			case target == nil:
 				v.Add(path, "no step named %q", name)
-			case target.Kind != "freeze" && target.Kind != "throttle":
-				v.Add(path, "step %q is a %s step; end ends a freeze or a throttle", name, target.Kind)
+			case target.Kind != "freeze" && target.Kind != "throttle" && target.Kind != "latency":
+				v.Add(path, "step %q is a %s step; end ends a freeze, a throttle or a latency", name, target.Kind)
 			case faultFor(target) > 0:
 				v.Add(path, "step %q ends by itself after its for", name)
 			case si >= 0 && !v.Before(ti, si):
@@ -40,6 +40,8 @@ func faultFor(st *scenarios.Step) scenarios.Duration {
 	case *Freeze:
 		return a.For
 	case *Throttle:
+		return a.For
+	case *Latency:
 		return a.For
 	}
 	return 0

@@ -69,7 +69,12 @@ func checkLateReply(o *Observations, c *scenarios.Check, out *reports.Check) {
 		return
 	}
 	d := reply.Time.Sub(m.until)
+	if !m.earliest.IsZero() {
+		out.Expected.(map[string]any)["reply_s_at_least"] = o.sec(m.earliest)
+	}
 	switch {
+	case !m.earliest.IsZero() && reply.Time.Before(m.earliest.Add(-tol)):
+		bad = append(bad, fmt.Sprintf("the reply came at %s, before one delayed call could finish, %s", o.offset(reply.Time), o.offset(m.earliest)))
 	case m.bound && d > tol:
 		bad = append(bad, fmt.Sprintf("the reply came at %s, after the end of the %s, %s + %.3fs", o.offset(reply.Time), m.rec.Kind, o.offset(m.until), tol.Seconds()))
 	case !m.bound && (d > tol || -d > tol):

@@ -97,9 +97,13 @@ type stallModel struct {
 	// observation decides (settle).
 	borderline bool
 	// bound says that until is only the latest the reply may come (a
-	// throttle, a load): whether the client gives up first is observed.
-	bound   bool
-	explain string
+	// throttle, a load, a latency): whether the client gives up first is
+	// observed, unless the model is certain either way.
+	bound bool
+	// earliest is the soonest the reply may come (a latency: one delayed
+	// call after the request); zero when there is no lower bound.
+	earliest time.Time
+	explain  string
 }
 
 // settle decides a borderline model by what was observed: whether the
@@ -172,6 +176,25 @@ func (o *Observations) stall(c *scenarios.Check, sr *stalledRequest) (*stallMode
 		m.bound = true
 		m.explain = fmt.Sprintf("The throttle of step %s limited the server's IO from %s to %s; a commit under it takes as long as the IO queued ahead of it, which the model does not know, but it is done soon after the limits are lifted: the reply comes by %s. ",
 			m.fault, o.offset(m.rec.Applied), o.offset(m.until), o.offset(m.until))
+	case "latency":
+		// A commit makes one or more calls of the delayed operation (a
+		// write, an fsync: MySQL's commits took 1 to 4 fsyncs under a
+		// delay), each waiting the delay, and ending the fault releases
+		// the ones still waiting: the reply comes no sooner than one
+		// delay after the request, and no later than the fault's end.
+		lt, _ := stepOf(o.Scenario, m.fault).Action.(*actions.Latency)
+		if lt == nil {
+			return nil, fmt.Sprintf("step %s is not a latency step", m.fault)
+		}
+		m.bound = true
+		if lt.Op == "write" || lt.Op == "fsync" {
+			m.earliest = at.Add(lt.Delay.D())
+		}
+		m.explain = fmt.Sprintf("The latency of step %s added %s to every %s on the server's disk from %s to %s; a commit makes one or more of them, so the reply comes no sooner than %s and no later than the fault's end, %s, when the calls still waiting go on. ",
+			m.fault, lt.Delay, lt.Op, o.offset(m.rec.Applied), o.offset(m.until), o.offset(m.earliest), o.offset(m.until))
+		if m.earliest.IsZero() {
+			m.explain = fmt.Sprintf("The latency of step %s added %s to every %s on the server's disk from %s to %s; a commit may not wait for that operation at all, so the reply comes no later than the fault's end. ", m.fault, lt.Delay, lt.Op, o.offset(m.rec.Applied), o.offset(m.until))
+		}
 	case "load":
 		// The writer's last batch (sync_every blocks, one fsync) may still
 		// be queued when it stops; on a shared slow disk it drains at the
@@ -197,11 +220,28 @@ func (o *Observations) stall(c *scenarios.Check, sr *stalledRequest) (*stallMode
 	m.remaining = max(m.until.Sub(at), 0)
 	m.giveUp = m.readTimeout > 0 && m.readTimeout < m.remaining
 	m.borderline = m.bound || (m.readTimeout > 0 && (m.remaining-m.readTimeout).Abs() <= tcpmodel.Tolerance(m.readTimeout, 100*time.Millisecond, o.Slow))
+	if m.rec.Kind == "latency" && m.readTimeout > 0 {
+		// Certain either way when the read timeout is shorter than one
+		// delayed call, or outlasts the fault.
+		tol := tcpmodel.Tolerance(m.readTimeout, 100*time.Millisecond, o.Slow)
+		switch {
+		case !m.earliest.IsZero() && m.readTimeout+tol < m.earliest.Sub(at):
+			m.giveUp, m.borderline = true, false
+			m.explain += fmt.Sprintf(" One delayed call alone outlasts the client's read timeout, %s: it gives up first.", m.readTimeout)
+		case m.readTimeout > m.remaining+tol:
+			m.giveUp, m.borderline = false, false
+			m.explain += fmt.Sprintf(" The client's read timeout, %s, outlasts the fault: the result arrives in time.", m.readTimeout)
+		}
+	}
 	switch {
 	case m.readTimeout == 0:
 		m.explain += "The client has no read timeout: it waits for the result."
-	case m.bound:
+	case m.bound && m.rec.Kind != "latency":
 		m.explain += fmt.Sprintf("The client gives up at its read timeout, %s after the request, if the reply has not come by then.", m.readTimeout)
+	case m.bound:
+		if m.borderline {
+			m.explain += fmt.Sprintf("Whether the client's read timeout, %s, comes first depends on how many delayed calls the commit makes.", m.readTimeout)
+		}
 	case m.giveUp:
 		m.explain += fmt.Sprintf("The client's read timeout, %s, is shorter: it gives up first, at %s, and the result arrives after it closed.", m.readTimeout, o.offset(at.Add(m.readTimeout)))
 	default:
@@ -287,8 +327,8 @@ func validateStallExpect(v *scenarios.Validator, path string, c *scenarios.Check
 		v.Add(path+".expect.after", "no step named %q", c.Expect.After)
 		return
 	}
-	if st.Kind != "freeze" && st.Kind != "throttle" && st.Kind != "load" {
-		v.Add(path+".expect.after", "step %q is a %s step; the stall model follows a disk fault (freeze, throttle, load)", c.Expect.After, st.Kind)
+	if st.Kind != "freeze" && st.Kind != "throttle" && st.Kind != "load" && st.Kind != "latency" {
+		v.Add(path+".expect.after", "step %q is a %s step; the stall model follows a disk fault (freeze, throttle, load, latency)", c.Expect.After, st.Kind)
 	}
 }
 

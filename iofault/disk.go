@@ -1,8 +1,9 @@
 // Package iofault gives a MySQL server's data directory a filesystem of its
 // own, ext4 with its journal on a loop device, and puts IO faults on it:
 // a freeze (every write and fsync blocks until the thaw), blkio throttling
-// of chosen processes, and a competing fsync-heavy writer. It also samples
-// the device's counters as iostat -x does.
+// of chosen processes, a competing fsync-heavy writer, and, through an
+// optional FUSE passthrough layer above the ext4, a delay on one kind of
+// file operation. It also samples the device's counters as iostat -x does.
 //
 // Every resource is journaled before it is made (package journal), and its
 // undo is journal.Undo, so that `labrun cleanup` after a SIGKILL removes
@@ -37,17 +38,28 @@ const MinSize = 16 << 20
 type DiskSpec struct {
 	// Size in bytes; 0 means DefaultSize.
 	Size int64
+	// FUSE puts a FUSE passthrough between the mount point and the ext4,
+	// for SetLatency: the ext4 is then mounted at a hidden sibling of the
+	// mount point, and the passthrough at the mount point.
+	FUSE bool
 }
 
 // Disk is a filesystem of its own: an ext4 with its journal, on a loop
-// device over a sparse file on the machine's disk, mounted at Mount.
+// device over a sparse file on the machine's disk, mounted at Mount, or
+// under a FUSE passthrough mounted there.
 type Disk struct {
 	Name         string
 	Dev          string // /dev/loopN
 	Major, Minor uint32
-	Mount        string
-	Backing      string
-	Size         int64
+	// Mount is where the data is seen: the ext4's mount point, or with
+	// DiskSpec.FUSE the passthrough's.
+	Mount string
+	// FSMount is the ext4's own mount point: Mount, or with DiskSpec.FUSE
+	// a hidden directory beside it, ".NAME-ext4". Freezes and loads act
+	// here, below the latency layer, as a disk or another job would.
+	FSMount string
+	Backing string
+	Size    int64
 	// DirectIO is whether the loop device reads and writes its backing
 	// file with O_DIRECT (/sys/block/loopN/loop/dio): what the filesystem
 	// writes then reaches the machine's disk, not its page cache.
@@ -57,10 +69,16 @@ type Disk struct {
 	j          *journal.Journal
 	loopEntry  journal.Entry
 	mountEntry journal.Entry
+	// With DiskSpec.FUSE: FSMount, made by NewDisk, and the passthrough.
+	dirEntry  journal.Entry
+	fuseEntry journal.Entry
+	fuse      *FUSE
 
 	mu       sync.Mutex
 	loopOn   bool // loopEntry is journaled and not undone
 	mountOn  bool
+	dirOn    bool
+	fuseOn   bool
 	freeze   *Freeze
 	throttle *Throttle
 	loads    map[*Load]struct{}
@@ -83,7 +101,13 @@ var safeName = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]*$`)
 // Each step is journaled before it is made, so that journal.Clean after a
 // SIGKILL at any point unmounts, unbinds and deletes what was made: the
 // backing file and loop device as one KindLoop entry, the mount as a
-// KindMount entry.
+// KindMount entry. With spec.FUSE, the ext4's hidden mount point is a
+// KindDir entry before them all, and the passthrough a KindMount entry
+// after the ext4's, so that the undo, newest first, unmounts the
+// passthrough, then the ext4, and removes the directory last, empty. A
+// FUSE mount whose server (this process) was killed undoes the same way:
+// the kernel aborted its connection when the server's descriptor closed,
+// and the lazy unmount detaches it.
 func NewDisk(j *journal.Journal, runID, name, dir string, spec DiskSpec) (*Disk, error) {
 	if j == nil {
 		return nil, errors.New("new disk: no journal")
@@ -111,6 +135,7 @@ func NewDisk(j *journal.Journal, runID, name, dir string, spec DiskSpec) (*Disk,
 	d := &Disk{
 		Name:    name,
 		Mount:   dir,
+		FSMount: dir,
 		Backing: filepath.Join(journal.DiskRoot, runID+"-"+name+".img"),
 		Size:    size,
 		runID:   runID,
@@ -119,6 +144,23 @@ func NewDisk(j *journal.Journal, runID, name, dir string, spec DiskSpec) (*Disk,
 	}
 	if _, err := os.Lstat(d.Backing); err == nil {
 		return nil, fmt.Errorf("new disk %s: %w: %s", name, ErrBackingExists, d.Backing)
+	}
+	if spec.FUSE {
+		d.FSMount = filepath.Join(filepath.Dir(dir), "."+name+"-ext4")
+		if _, err := os.Lstat(d.FSMount); err == nil {
+			return nil, fmt.Errorf("new disk %s: %s already exists", name, d.FSMount)
+		}
+		// Journal first: a run killed before the Mkdir leaves an entry for
+		// a missing directory, which cleanup tolerates.
+		d.dirEntry = journal.Entry{Kind: journal.KindDir, Path: d.FSMount, Name: "iofault disk " + name + " ext4 mount point"}
+		if err := j.Add(d.dirEntry); err != nil {
+			return nil, fmt.Errorf("new disk %s: %w", name, err)
+		}
+		if err := os.Mkdir(d.FSMount, 0o700); err != nil {
+			// Not ours to remove (it may have appeared since the check).
+			return nil, errors.Join(fmt.Errorf("new disk %s: %w", name, err), j.Undone(d.dirEntry))
+		}
+		d.dirOn = true
 	}
 	loopFd, err := d.attach()
 	if err != nil {
@@ -141,22 +183,92 @@ func NewDisk(j *journal.Journal, runID, name, dir string, spec DiskSpec) (*Disk,
 	if err != nil {
 		return fail(fmt.Errorf("mkfs.ext4 %s: %w: %s", d.Dev, err, strings.TrimSpace(string(out))))
 	}
-	d.mountEntry = journal.Entry{Kind: journal.KindMount, Path: dir, Name: "iofault disk " + name}
+	d.mountEntry = journal.Entry{Kind: journal.KindMount, Path: d.FSMount, Name: "iofault disk " + name}
 	if err := j.Add(d.mountEntry); err != nil {
 		return fail(err)
 	}
 	d.mu.Lock()
 	d.mountOn = true
 	d.mu.Unlock()
-	if err := unix.Mount(d.Dev, dir, "ext4", 0, ""); err != nil {
-		return fail(fmt.Errorf("mount %s on %s: %w", d.Dev, dir, err))
+	if err := unix.Mount(d.Dev, d.FSMount, "ext4", 0, ""); err != nil {
+		return fail(fmt.Errorf("mount %s on %s: %w", d.Dev, d.FSMount, err))
 	}
 	// MariaDB and MySQL would show lost+found as a database. fsck makes it
 	// again if it needs it.
-	if err := os.Remove(filepath.Join(dir, "lost+found")); err != nil && !errors.Is(err, os.ErrNotExist) {
+	if err := os.Remove(filepath.Join(d.FSMount, "lost+found")); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return fail(err)
 	}
+	if spec.FUSE {
+		d.fuseEntry = journal.Entry{Kind: journal.KindMount, Path: dir, Name: "iofault disk " + name + " FUSE passthrough"}
+		if err := j.Add(d.fuseEntry); err != nil {
+			return fail(err)
+		}
+		d.mu.Lock()
+		d.fuseOn = true
+		d.mu.Unlock()
+		f, err := MountFUSE(d.FSMount, dir)
+		if err != nil {
+			return fail(err)
+		}
+		d.mu.Lock()
+		d.fuse = f
+		d.mu.Unlock()
+	}
 	return d, nil
+}
+
+// ErrNoFUSE means the disk has no latency layer: it was made without
+// DiskSpec.FUSE.
+var ErrNoFUSE = errors.New("disk has no FUSE layer (DiskSpec.FUSE)")
+
+// latencyLayer returns the disk's FUSE layer, or an error saying why there
+// is none.
+func (d *Disk) latencyLayer() (*FUSE, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	switch {
+	case !d.fuseOn && d.fuse == nil:
+		return nil, ErrNoFUSE
+	case !d.fuseOn || !d.mountOn:
+		return nil, errors.New("disk closed")
+	}
+	return d.fuse, nil
+}
+
+// SetLatency delays every call of op (one of LatencyOps) on the disk by
+// delay, on top of what the disk takes; 0 removes the delay. The calls
+// already waiting are measured against the new delay (FUSE.SetDelay): 0
+// lets them go on at once. It needs the FUSE layer (DiskSpec.FUSE), and
+// says ErrNoFUSE without it.
+func (d *Disk) SetLatency(op string, delay time.Duration) error {
+	f, err := d.latencyLayer()
+	if err != nil {
+		return fmt.Errorf("latency on %s: %w", d.Name, err)
+	}
+	if err := f.SetDelay(op, delay); err != nil {
+		return fmt.Errorf("latency on %s: %w", d.Name, err)
+	}
+	return nil
+}
+
+// ClearLatency removes every delay, and lets every delayed call go on.
+func (d *Disk) ClearLatency() error {
+	f, err := d.latencyLayer()
+	if err != nil {
+		return fmt.Errorf("latency on %s: %w", d.Name, err)
+	}
+	f.ClearDelays()
+	return nil
+}
+
+// LatencyStats are the FUSE layer's counters per operation: calls, and
+// time spent in the delays.
+func (d *Disk) LatencyStats() (map[string]OpStats, error) {
+	f, err := d.latencyLayer()
+	if err != nil {
+		return nil, fmt.Errorf("latency on %s: %w", d.Name, err)
+	}
+	return f.Stats(), nil
 }
 
 // emptyDir checks that dir is an absolute path to an empty directory.
@@ -277,22 +389,28 @@ func (d *Disk) attach() (int, error) {
 // Stop left blocked in the kernel.
 const blockedWait = 30 * time.Second
 
-// Close undoes everything the disk holds, in the order that works: thaw
-// (a process blocked on the frozen filesystem would keep it busy, and a
-// frozen filesystem unmounted stays frozen), stop the loads, remove the
-// throttle, unmount (lazily if busy: the server may still have files open),
-// unbind the loop device and remove the backing file. It is idempotent,
-// and marks each journal entry undone as it goes. Samplers are the
-// caller's to stop.
+// Close undoes everything the disk holds, in the order that works: remove
+// the delays and any stall of the FUSE layer (nothing must wait on them
+// from here on), thaw (a process blocked on the frozen filesystem would
+// keep it busy, the FUSE server's writes among them, and a frozen
+// filesystem unmounted stays frozen), stop the loads, remove the throttle,
+// unmount the FUSE layer, then the ext4 (each lazily if busy: the server
+// may still have files open), unbind the loop device, remove the backing
+// file and the ext4's hidden mount point. It is idempotent, and marks each
+// journal entry undone as it goes. Samplers are the caller's to stop.
 func (d *Disk) Close() error {
 	var errs []error
 	d.mu.Lock()
-	fr, th := d.freeze, d.throttle
+	fr, th, fu := d.freeze, d.throttle, d.fuse
 	var loads []*Load
 	for l := range d.loads {
 		loads = append(loads, l)
 	}
 	d.mu.Unlock()
+	if fu != nil {
+		fu.ClearDelays()
+		fu.Release()
+	}
 	if fr != nil {
 		if err := fr.Thaw(); err != nil {
 			errs = append(errs, err)
@@ -311,13 +429,31 @@ func (d *Disk) Close() error {
 	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	if d.mountOn {
-		err := unix.Unmount(d.Mount, 0)
+	if d.fuseOn {
+		// Unmount waits for the FUSE server to end, and may wait for the
+		// kernel to drop the connection; it takes no lock of the disk's.
+		var err error
+		if fu != nil {
+			err = fu.Unmount()
+		} else {
+			// Journaled, but MountFUSE failed or never ran.
+			err = journal.Undo(d.fuseEntry)
+		}
+		if err != nil {
+			errs = append(errs, err)
+		} else if err := d.j.Undone(d.fuseEntry); err != nil {
+			errs = append(errs, err)
+		} else {
+			d.fuseOn = false
+		}
+	}
+	if d.mountOn && !d.fuseOn {
+		err := unix.Unmount(d.FSMount, 0)
 		if errors.Is(err, unix.EBUSY) {
-			err = unix.Unmount(d.Mount, unix.MNT_DETACH)
+			err = unix.Unmount(d.FSMount, unix.MNT_DETACH)
 		}
 		if err != nil && !errors.Is(err, unix.EINVAL) && !errors.Is(err, unix.ENOENT) {
-			errs = append(errs, fmt.Errorf("unmount %s: %w", d.Mount, err))
+			errs = append(errs, fmt.Errorf("unmount %s: %w", d.FSMount, err))
 		} else if err := d.j.Undone(d.mountEntry); err != nil {
 			errs = append(errs, err)
 		} else {
@@ -331,6 +467,17 @@ func (d *Disk) Close() error {
 			errs = append(errs, err)
 		} else {
 			d.loopOn = false
+		}
+	}
+	if d.dirOn && !d.mountOn {
+		// Remove, not RemoveAll: the directory is empty once the ext4 is
+		// unmounted, and anything in it then is not ours.
+		if err := os.Remove(d.FSMount); err != nil && !errors.Is(err, os.ErrNotExist) {
+			errs = append(errs, err)
+		} else if err := d.j.Undone(d.dirEntry); err != nil {
+			errs = append(errs, err)
+		} else {
+			d.dirOn = false
 		}
 	}
 	if len(errs) > 0 {

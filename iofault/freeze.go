@@ -48,11 +48,11 @@ func (d *Disk) Freeze() (*Freeze, error) {
 	if d.freeze != nil {
 		return nil, fmt.Errorf("freeze %s: %w", d.Name, ErrFrozen)
 	}
-	f := &Freeze{d: d, entry: journal.Entry{Kind: journal.KindFreeze, Path: d.Mount, Name: d.Dev}}
+	f := &Freeze{d: d, entry: journal.Entry{Kind: journal.KindFreeze, Path: d.FSMount, Name: d.Dev}}
 	if err := d.j.Add(f.entry); err != nil {
 		return nil, fmt.Errorf("freeze %s: %w", d.Name, err)
 	}
-	dir, err := os.Open(d.Mount)
+	dir, err := os.Open(d.FSMount)
 	if err != nil {
 		return nil, errors.Join(fmt.Errorf("freeze %s: %w", d.Name, err), d.j.Undone(f.entry))
 	}

@@ -106,7 +106,7 @@ func (d *Disk) StartLoad(spec LoadSpec) (*Load, error) {
 	d.nextLoad++
 	l := &Load{
 		Spec:   spec,
-		File:   filepath.Join(d.Mount, fmt.Sprintf("labrun-load-%d.dat", d.nextLoad)),
+		File:   filepath.Join(d.FSMount, fmt.Sprintf("labrun-load-%d.dat", d.nextLoad)),
 		d:      d,
 		exited: make(chan struct{}),
 		out:    newStatsWriter(),
@@ -114,7 +114,7 @@ func (d *Disk) StartLoad(spec LoadSpec) (*Load, error) {
 	if l.Spec.FileSize == 0 {
 		l.Spec.FileSize = l.Spec.Bytes
 		var st unix.Statfs_t
-		if err := unix.Statfs(d.Mount, &st); err == nil {
+		if err := unix.Statfs(d.FSMount, &st); err == nil {
 			l.Spec.FileSize = min(l.Spec.FileSize, int64(st.Bavail)*st.Bsize/2)
 		}
 	}

@@ -113,3 +113,21 @@ func BlkioAvailable() error {
 	}
 	return nil
 }
+
+// FUSEAvailable reports whether the FUSE layer of a disk (DiskSpec.FUSE)
+// can work: root (it is mounted with mount(2), not through fusermount),
+// /dev/fuse, and fuse in the kernel.
+func FUSEAvailable() error {
+	if os.Geteuid() != 0 {
+		return errors.New("needs root: FUSE mounts without fusermount")
+	}
+	if _, err := os.Stat("/dev/fuse"); err != nil {
+		return fmt.Errorf("no /dev/fuse (modprobe fuse): %w", err)
+	}
+	if ok, err := kernelHasFS("fuse"); err != nil {
+		return err
+	} else if !ok {
+		return errors.New("no fuse in /proc/filesystems (modprobe fuse)")
+	}
+	return nil
+}

@@ -76,8 +76,10 @@ func Exists(e Entry) bool {
 		_, err := os.Stat(filepath.Join(netnsDir, e.Name))
 		return err == nil
 	case KindDir, KindMount:
+		// ENOTCONN: a FUSE mount whose server died, which is there until
+		// it is unmounted.
 		_, err := os.Stat(e.Path)
-		return err == nil
+		return err == nil || errors.Is(err, syscall.ENOTCONN)
 	case KindContainer:
 		return containerExists(e.Name)
 	case KindLoop:

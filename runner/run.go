@@ -308,10 +308,14 @@ func (r *run) setup(ctx context.Context, rep *reports.Scenario) error {
 		// template is copied in; the container engine bind-mounts the
 		// run directory, and this mount with it.
 		cfg.PrepareDataDir = func(dir string) error {
-			disk, err := iofault.NewDisk(j, r.id, "data", dir, iofault.DiskSpec{Size: int64(d.Size)})
+			disk, err := iofault.NewDisk(j, r.id, "data", dir, iofault.DiskSpec{Size: int64(d.Size), FUSE: d.FUSE})
 			r.disk = disk
 			if err == nil {
-				rep.Environment.Disk = &reports.DiskInfo{Device: disk.Dev, Size: int64(d.Size), Filesystem: "ext4"}
+				fsName := "ext4"
+				if d.FUSE {
+					fsName = "ext4 via FUSE passthrough"
+				}
+				rep.Environment.Disk = &reports.DiskInfo{Device: disk.Dev, Size: int64(d.Size), Filesystem: fsName}
 			}
 			return err
 		}

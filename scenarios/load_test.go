@@ -56,7 +56,7 @@ func TestLoadInvalid(t *testing.T) {
 		{"invalid-delete-never-added.yaml", `14: timeline[1].iptables: impossible timeline: no step adds this rule on host client before this step deletes it`},
 		{"invalid-at-beyond-limit.yaml", `8: timeline[0].at: impossible timeline: at 130s is after the limit 120s`},
 		{"invalid-after-beyond-limit.yaml", `13: timeline[1].delay: impossible timeline: starts at 11s at the earliest, after the limit 10s`},
-		{"invalid-missing-action.yaml", `7: timeline[0]: missing action: want one of client, end, freeze, iptables, load, netem, sleep, sysctl, throttle, vanish`},
+		{"invalid-missing-action.yaml", `7: timeline[0]: missing action: want one of client, end, freeze, iptables, latency, load, netem, sleep, sysctl, throttle, vanish`},
 		{"invalid-two-actions.yaml", `7: timeline[0]: more than one action (client, iptables): want exactly one`},
 		{"invalid-duplicate-step.yaml", `10: timeline[1].name: duplicate step name "connect" (first at line 7)`},
 		{"invalid-bad-sysctl.yaml", `4: hosts.client.sysctls[kernel.pid_max]: bad sysctl key "kernel.pid_max": only per-namespace keys under net. are accepted`},
@@ -100,7 +100,7 @@ func TestLoadInvalid(t *testing.T) {
 16: timeline[1].host: unknown host "app" (hosts: client, server)
 17: timeline[1].client.timeout: unknown field (known: close, connect_timeout, database, kind, pool, prepare, rcvbuf, read_timeout, session, sql, stream, write_timeout)
 18: timeline[2].name: duplicate step name "connect" (first at line 14)
-18: timeline[2]: missing action: want one of client, end, freeze, iptables, load, netem, sleep, sysctl, throttle, vanish
+18: timeline[2]: missing action: want one of client, end, freeze, iptables, latency, load, netem, sleep, sysctl, throttle, vanish
 19: timeline[2].after: no step named "nothing"
 22: checks[0].type: unknown check type "magic" (known: client_close, client_error, data_retransmits, ends_after, io_stat, iptables_counter, keepalive_probes, late_reply, query_value, request_ack, socket_state, syn_retransmits, synack_retransmits, thread_state, trx_state, write_timeout, zero_window)`,
 		},

@@ -127,14 +127,17 @@ func (s *Scenario) resolve(set string) (target, error) {
 		if st == nil || st.Name != host {
 			continue
 		}
-		if stepFields[rest] {
-			return target{path: []string{"timeline", "#" + strconv.Itoa(i), rest}, what: rest + " of step " + host}, nil
-		}
 		settable := map[string]bool{}
 		if k, ok := Action(st.Kind); ok {
 			for _, o := range k.Settable {
 				settable[o] = true
 			}
+		}
+		// An action's option named as a step field (a latency's delay)
+		// wins: sweeping it is what the axis most likely means. That
+		// step's own start delay is then not an axis's to set.
+		if stepFields[rest] && !settable[rest] {
+			return target{path: []string{"timeline", "#" + strconv.Itoa(i), rest}, what: rest + " of step " + host}, nil
 		}
 		for o := range stepFields {
 			settable[o] = true

@@ -109,6 +109,43 @@ func TestMatrixCellsAndSet(t *testing.T) {
 	}
 }
 
+// A latency step's delay is the action's option, not the step's start
+// delay of the same name.
+func TestMatrixActionOptionNamedAsStepField(t *testing.T) {
+	src := `name: lab-x/latency
+hosts: {client: {}, server: {}}
+server: {host: server, disk: {size: 512MiB, fuse: true}}
+timeline:
+  - name: connect
+    at: 0s
+    client: {kind: go, sql: ["SELECT 1"]}
+  - name: slow
+    after: connect
+    delay: 1s
+    latency: {op: fsync, delay: 100ms}
+checks:
+  - {name: c, type: client_error, step: connect}
+matrix:
+  axes:
+    - {set: slow.delay, values: [50ms, 300ms]}
+`
+	sc, err := LoadBytes("latency.yaml", []byte(src))
+	if err != nil {
+		t.Fatal(err)
+	}
+	insts, err := Expand(sc, nil, nil)
+	if err != nil || len(insts) != 2 {
+		t.Fatalf("instances %v, %v", insts, err)
+	}
+	st := insts[1].Timeline[1]
+	if got := st.Action.(*actions.Latency).Delay.D(); got != 300*time.Millisecond {
+		t.Errorf("latency delay %v, want 300ms", got)
+	}
+	if got := st.Delay.D(); got != time.Second {
+		t.Errorf("step delay %v, want the scenario's 1s", got)
+	}
+}
+
 func TestMatrixInvalid(t *testing.T) {
 	tests := []struct {
 		name, axes, want string

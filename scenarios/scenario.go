@@ -102,8 +102,8 @@ type Server struct {
 	// before the timeline starts.
 	Setup []string `yaml:"setup,omitempty" json:"setup,omitempty"`
 	// Disk puts the data directory on a filesystem of its own, made for
-	// the run, for the disk steps (freeze, throttle, load) and the IO
-	// observation.
+	// the run, for the disk steps (freeze, throttle, load, latency) and the
+	// IO observation.
 	Disk *Disk `yaml:"disk,omitempty" json:"disk,omitempty"`
 }
 
@@ -112,6 +112,9 @@ type Server struct {
 type Disk struct {
 	// Size of the filesystem; default DefaultDiskSize.
 	Size Bytes `yaml:"size,omitempty" json:"size,omitempty"`
+	// FUSE puts a FUSE passthrough layer between the server and the ext4,
+	// for the latency steps.
+	FUSE bool `yaml:"fuse,omitempty" json:"fuse,omitempty"`
 }
 
 // ServerVariant is one server of a scenario's matrix: what it changes of

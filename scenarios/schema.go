@@ -88,8 +88,9 @@ var fieldDocs = map[string]string{
 	"Server.port":      "The port the server listens on. Default 3306.",
 	"Server.variables": "Server variables, passed as --name=value.",
 	"Server.setup":     "SQL run over the lab network once the server is ready, before the timeline starts.",
-	"Server.disk":      "Puts the data directory on a filesystem of its own, made for the run (ext4 in a loop device), for the disk steps (freeze, throttle, load) and observe.io. The container engine bind-mounts the same directory.",
+	"Server.disk":      "Puts the data directory on a filesystem of its own, made for the run (ext4 in a loop device), for the disk steps (freeze, throttle, load, latency) and observe.io. The container engine bind-mounts the same directory.",
 	"Disk.size":        "The filesystem's size (its backing file is sparse). Default 1GiB.",
+	"Disk.fuse":        "Puts a FUSE passthrough layer, served by labrun, between the server and the ext4, for the latency steps: the ext4 is mounted beside the data directory and the passthrough on it. Every file operation of the server then goes through labrun; freezes, loads and observe.io still act on the ext4 and its device, but a throttle cannot (the server's IO reaches the device from labrun's FUSE server) and is refused.",
 
 	"ServerVariant.flavor":    "\"mysql\" or \"mariadb\". Default: the image's, or server's.",
 	"ServerVariant.engine":    "\"process\" or \"container\". Default: container with an image, else server's.",
