@@ -82,7 +82,7 @@ func TestSetInvalid(t *testing.T) {
 		{"clinet.net.ipv4.tcp_retries2=3", `--set clinet.net.ipv4.tcp_retries2: unknown host "clinet" (hosts: client, server)`},
 		{"client.net.ipv4.tcp_retries2=", "--set client.net.ipv4.tcp_retries2: no values"},
 		{"tcp_retries2", "--set tcp_retries2: want PATH=VALUE[,VALUE...]"},
-		{"session.sql=1", `--set session.sql: unknown client option "sql"`},
+		{"session.sql=1", `--set session.sql: step "session" (client) has no option "sql" an axis may set`},
 		{"client.net.ipv4.tcp_retries2=3,x", `in cell [tcp_retries2=x]`},
 		{"client.net.ipv4.tcp_retries3=3", "--set client.net.ipv4.tcp_retries3: no sysctl net.ipv4.tcp_retries3 on this kernel"},
 	} {
