@@ -107,6 +107,14 @@ func writeScenarioSummary(w *bufio.Writer, s *Scenario, p painter) {
 			fmt.Fprintf(w, "  step %s%s at +%.3fs: %s\n", st.Name, onHost(st.Host), st.StartS, oneLine(st.Error))
 		}
 	}
+	if io := s.IO; io != nil {
+		dev := ""
+		if d := s.Environment.Disk; d != nil {
+			dev = " " + d.Device
+		}
+		fmt.Fprintf(w, "  io%s: %d samples, utilisation up to %.0f%%, await up to %.1f ms, queue up to %.1f, %d bytes written\n",
+			dev, io.Samples, 100*io.MaxUtil, io.MaxAwaitMs, io.MaxQueue, io.WrittenBytes)
+	}
 	if len(s.Checks) == 0 {
 		return
 	}
