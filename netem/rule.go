@@ -173,6 +173,9 @@ func ParseRule(s string) (Rule, error) {
 	if !hasTarget {
 		return Rule{}, errors.New("missing target: want -j TARGET")
 	}
+	if err := checkNATPorts(r.Spec); err != nil {
+		return Rule{}, err
+	}
 	if r.Table == "" {
 		r.Table = "filter"
 	}
@@ -180,6 +183,55 @@ func ParseRule(s string) (Rule, error) {
 		r.Pos = 1
 	}
 	return r, nil
+}
+
+// portProtocols are the protocols iptables accepts a NAT port range for.
+var portProtocols = map[string]bool{"tcp": true, "udp": true, "sctp": true, "dccp": true, "6": true, "17": true, "132": true, "33": true}
+
+// checkNATPorts refuses a NAT target given ports without a protocol that
+// has them: iptables (v1.8.9 at least) refuses "-j SNAT --to-source
+// ADDR:PORT-PORT" without "-p tcp" ("Need TCP, UDP, SCTP or DCCP with port
+// specification"), and a scenario should learn it when it is read, not in
+// the middle of a run.
+func checkNATPorts(spec []string) error {
+	target, ports := "", ""
+	proto := false
+	for i := 0; i < len(spec); i++ {
+		w := spec[i]
+		name, arg, hasArg := strings.Cut(w, "=")
+		next := func() string {
+			if hasArg {
+				return arg
+			}
+			if i+1 < len(spec) {
+				return spec[i+1]
+			}
+			return ""
+		}
+		switch name {
+		case "-j":
+			target = next()
+		case "-p", "--protocol":
+			negated := i > 0 && spec[i-1] == "!"
+			if v := next(); !negated && portProtocols[strings.ToLower(v)] {
+				proto = true
+			}
+		case "--to-source", "--to-destination":
+			// ADDR[-ADDR][:PORT[-PORT]]; IPv4 only, as iptables is.
+			if v := next(); strings.Contains(v, ":") {
+				ports = name + " " + v
+			}
+		case "--to-ports", "--to-port":
+			ports = name + " " + next()
+		}
+	}
+	switch target {
+	case "SNAT", "DNAT", "MASQUERADE", "REDIRECT":
+		if ports != "" && !proto {
+			return fmt.Errorf("-j %s %s needs -p tcp (or udp, sctp, dccp): iptables refuses ports without one", target, ports)
+		}
+	}
+	return nil
 }
 
 func isNumber(s string) bool {

@@ -33,9 +33,32 @@ func TestParseRule(t *testing.T) {
 				Spec: []string{"-p", "tcp", "-j", "TCPOPTSTRIP", "--strip-options", "timestamp"}},
 		},
 		{
-			in: "-t nat -A POSTROUTING -s 10.89.0.0/24 -j SNAT --to-source 10.89.1.1:40000-40099",
+			in: "-t nat -A POSTROUTING -s 10.89.0.0/24 -p tcp -j SNAT --to-source 10.89.1.1:40000-40099",
 			want: Rule{Table: "nat", Op: "-A", Chain: "POSTROUTING",
-				Spec: []string{"-s", "10.89.0.0/24", "-j", "SNAT", "--to-source", "10.89.1.1:40000-40099"}},
+				Spec: []string{"-s", "10.89.0.0/24", "-p", "tcp", "-j", "SNAT", "--to-source", "10.89.1.1:40000-40099"}},
+		},
+		{
+			// Lab B's router: SNAT to a port range, and timestamps stripped
+			// from SYNs only or from every segment.
+			in: "-t nat -A POSTROUTING -o eth1 -p tcp -j SNAT --to-source 10.89.1.1:20000-20099",
+			want: Rule{Table: "nat", Op: "-A", Chain: "POSTROUTING",
+				Spec: []string{"-o", "eth1", "-p", "tcp", "-j", "SNAT", "--to-source", "10.89.1.1:20000-20099"}},
+		},
+		{
+			// Without ports, SNAT needs no protocol.
+			in: "-t nat -A POSTROUTING -o eth1 -j SNAT --to-source 10.89.1.1-10.89.1.2",
+			want: Rule{Table: "nat", Op: "-A", Chain: "POSTROUTING",
+				Spec: []string{"-o", "eth1", "-j", "SNAT", "--to-source", "10.89.1.1-10.89.1.2"}},
+		},
+		{
+			in: "-t mangle -A POSTROUTING -o eth1 -p tcp --tcp-flags SYN SYN -j TCPOPTSTRIP --strip-options timestamp",
+			want: Rule{Table: "mangle", Op: "-A", Chain: "POSTROUTING",
+				Spec: []string{"-o", "eth1", "-p", "tcp", "--tcp-flags", "SYN", "SYN", "-j", "TCPOPTSTRIP", "--strip-options", "timestamp"}},
+		},
+		{
+			in: "-t mangle -A POSTROUTING -o eth1 -p tcp -j TCPOPTSTRIP --strip-options timestamp",
+			want: Rule{Table: "mangle", Op: "-A", Chain: "POSTROUTING",
+				Spec: []string{"-o", "eth1", "-p", "tcp", "-j", "TCPOPTSTRIP", "--strip-options", "timestamp"}},
 		},
 		{
 			in: "--delete INPUT -p tcp --dport 3306 --jump DROP",
@@ -123,6 +146,12 @@ func TestParseRuleErrors(t *testing.T) {
 		{"-A INPUT tcp -j DROP", `unexpected "tcp": not an option or the value of one`},
 		{"-A INPUT -j DROP now", `unexpected "now": not an option or the value of one`},
 		{"iptables -A INPUT -j DROP", `leave out the command name "iptables": write the rule's arguments only`},
+		{"-t nat -A POSTROUTING -o eth1 -j SNAT --to-source 10.89.1.1:20000-20099",
+			"-j SNAT --to-source 10.89.1.1:20000-20099 needs -p tcp (or udp, sctp, dccp): iptables refuses ports without one"},
+		{"-t nat -A POSTROUTING ! -p tcp -j SNAT --to-source=10.89.1.1:20000",
+			"-j SNAT --to-source 10.89.1.1:20000 needs -p tcp (or udp, sctp, dccp): iptables refuses ports without one"},
+		{"-t nat -A PREROUTING -p icmp -j REDIRECT --to-ports 3306",
+			"-j REDIRECT --to-ports 3306 needs -p tcp (or udp, sctp, dccp): iptables refuses ports without one"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.in, func(t *testing.T) {

@@ -31,14 +31,27 @@ type HostSpec struct {
 	// that name and the link, but the namespace itself lives until its owner
 	// ends (the container's removal).
 	NSPath string
+	// Network names the host's network in a routed spec (Spec.Networks);
+	// it stays empty in a single-network spec.
+	Network string
+	// Extra are further addresses on eth0, in the same subnet, e.g. more
+	// client source addresses. The kernel picks Address as the source
+	// unless a socket binds one of these.
+	Extra []netip.Addr
 }
 
 // Spec is a run's lab network: one /24 shared by all hosts through a bridge
-// that lives in its own hub namespace.
+// that lives in its own hub namespace. With Networks set it is a routed
+// network instead (see routed.go): Subnet is then unused, each network has
+// its own bridge in the hub namespace, and Routers join them.
 type Spec struct {
 	RunID  string
 	Subnet netip.Prefix
 	Hosts  []HostSpec
+	// Networks and Routers make the spec routed; both empty is the single
+	// network above, exactly as before they existed.
+	Networks []NetworkSpec
+	Routers  []RouterSpec
 }
 
 // Host is one namespace of the run.
@@ -51,18 +64,28 @@ type Host struct {
 	// Adopted is true for a namespace the topology did not create (see
 	// HostSpec.NSPath).
 	Adopted bool
+	// Network is the network of eth0 ("" in a single-network spec).
+	Network string
+	// Links are the host's lab interfaces, eth0 first: one for a host, one
+	// per network for a router. Address and Prefix are eth0's.
+	Links []Link
+	// Router is true for a host made from a RouterSpec.
+	Router bool
 }
 
 // Topology is a run's network, up.
 type Topology struct {
 	RunID string
+	// Hosts holds hosts and routers by name; the hub is not one.
 	Hosts map[string]*Host
-	hub   *Host
-	j     *journal.Journal
-	// subnet is the lab network's prefix; links counts the veth pairs made,
-	// so that a host plugged late gets the next hub port name.
-	subnet netip.Prefix
-	links  int
+	// Networks holds the networks by name. A single-network spec has one,
+	// named "", on bridge br0.
+	Networks map[string]*Network
+	hub      *Host
+	j        *journal.Journal
+	// links counts the veth pairs made, so that a host plugged late gets
+	// the next hub port name.
+	links int
 }
 
 // NSName is the namespace name of a run's host: "lr-<run>-<host>".
@@ -75,7 +98,19 @@ func IsRunNamespace(name string) bool { return strings.HasPrefix(name, "lr-") }
 // namespace is recorded in the journal as soon as it exists; on error the
 // caller tears down through the journal.
 func Up(spec Spec, j *journal.Journal) (*Topology, error) {
-	t := &Topology{RunID: spec.RunID, Hosts: map[string]*Host{}, j: j, subnet: spec.Subnet}
+	t := &Topology{RunID: spec.RunID, Hosts: map[string]*Host{}, Networks: map[string]*Network{}, j: j}
+	nets := []*Network{{Subnet: spec.Subnet, Bridge: "br0"}}
+	if spec.routed() {
+		var err error
+		if nets, err = spec.networks(); err != nil {
+			return t, err
+		}
+	} else if err := spec.checkSingle(); err != nil {
+		return t, err
+	}
+	for _, n := range nets {
+		t.Networks[n.Name] = n
+	}
 	hub, err := t.newNS("hub")
 	if err != nil {
 		return t, err
@@ -92,15 +127,25 @@ func Up(spec Spec, j *journal.Journal) (*Topology, error) {
 	if err := linkUp(hh, "lo"); err != nil {
 		return t, err
 	}
-	br := &netlink.Bridge{LinkAttrs: netlink.LinkAttrs{Name: "br0"}}
-	if err := hh.LinkAdd(br); err != nil {
-		return t, fmt.Errorf("hub bridge: %w", err)
+	if err := t.noForwarding(hub); err != nil {
+		return t, err
 	}
-	if err := hh.LinkSetUp(br); err != nil {
-		return t, fmt.Errorf("hub bridge up: %w", err)
+	for _, n := range nets {
+		br := &netlink.Bridge{LinkAttrs: netlink.LinkAttrs{Name: n.Bridge}}
+		if err := hh.LinkAdd(br); err != nil {
+			return t, fmt.Errorf("hub bridge %s: %w", n.Bridge, err)
+		}
+		if err := hh.LinkSetUp(br); err != nil {
+			return t, fmt.Errorf("hub bridge %s up: %w", n.Bridge, err)
+		}
 	}
 	for _, hs := range spec.Hosts {
-		if _, err := t.addHost(hh, br, hs); err != nil {
+		if _, err := t.addHost(hh, hs); err != nil {
+			return t, err
+		}
+	}
+	for _, rs := range spec.Routers {
+		if _, err := t.addRouter(hh, rs); err != nil {
 			return t, err
 		}
 	}
@@ -118,27 +163,42 @@ func (t *Topology) Plug(hs HostSpec) (*Host, error) {
 	if _, ok := t.Hosts[hs.Name]; ok {
 		return nil, fmt.Errorf("host %s: already in the topology", hs.Name)
 	}
+	if err := t.checkPlug(hs); err != nil {
+		return nil, err
+	}
 	hh, err := netlink.NewHandleAt(t.hub.NS)
 	if err != nil {
 		return nil, fmt.Errorf("hub netlink handle: %w", err)
 	}
 	defer hh.Close()
-	l, err := hh.LinkByName("br0")
+	return t.addHost(hh, hs)
+}
+
+// bridge finds a network's bridge in the hub namespace.
+func bridge(hh *netlink.Handle, n *Network) (*netlink.Bridge, error) {
+	l, err := hh.LinkByName(n.Bridge)
 	if err != nil {
 		return nil, fmt.Errorf("hub bridge: %w", err)
 	}
 	br, ok := l.(*netlink.Bridge)
 	if !ok {
-		return nil, fmt.Errorf("hub bridge: br0 is a %s, not a bridge", l.Type())
+		return nil, fmt.Errorf("hub bridge: %s is a %s, not a bridge", n.Bridge, l.Type())
 	}
-	return t.addHost(hh, br, hs)
+	return br, nil
 }
 
-// addHost creates or adopts the host's namespace and plugs it into the
-// bridge.
-func (t *Topology) addHost(hh *netlink.Handle, br *netlink.Bridge, hs HostSpec) (*Host, error) {
+// addHost creates or adopts the host's namespace and plugs it into its
+// network's bridge.
+func (t *Topology) addHost(hh *netlink.Handle, hs HostSpec) (*Host, error) {
+	n, ok := t.Networks[hs.Network]
+	if !ok {
+		return nil, fmt.Errorf("host %s: no network %q", hs.Name, hs.Network)
+	}
+	br, err := bridge(hh, n)
+	if err != nil {
+		return nil, fmt.Errorf("host %s: %w", hs.Name, err)
+	}
 	var h *Host
-	var err error
 	if hs.NSPath != "" {
 		h, err = t.adoptNS(hs.Name, hs.NSPath)
 	} else {
@@ -148,11 +208,25 @@ func (t *Topology) addHost(hh *netlink.Handle, br *netlink.Bridge, hs HostSpec) 
 		return nil, err
 	}
 	h.Address = hs.Address
-	h.Prefix = netip.PrefixFrom(hs.Address, t.subnet.Bits())
+	h.Prefix = netip.PrefixFrom(hs.Address, n.Subnet.Bits())
+	h.Network = n.Name
+	link := Link{Iface: Iface, Network: n.Name, Prefix: h.Prefix}
+	for _, a := range hs.Extra {
+		link.Extra = append(link.Extra, netip.PrefixFrom(a, n.Subnet.Bits()))
+	}
+	h.Links = []Link{link}
 	i := t.links
 	t.links++
-	if err := t.plug(hh, br, h, i); err != nil {
+	if err := t.plug(hh, br, h, link, i); err != nil {
 		return nil, fmt.Errorf("host %s: %w", hs.Name, err)
+	}
+	if err := t.noForwarding(h); err != nil {
+		return nil, err
+	}
+	if n.Gateway.IsValid() {
+		if err := defaultRoute(h.NS, n.Gateway); err != nil {
+			return nil, fmt.Errorf("host %s: %w", hs.Name, err)
+		}
 	}
 	return h, nil
 }
@@ -206,13 +280,14 @@ func (t *Topology) newNS(host string) (*Host, error) {
 	return h, nil
 }
 
-// plug connects a host to the hub bridge: the veth's host end is created
-// directly in the host namespace as eth0.
-func (t *Topology) plug(hh *netlink.Handle, br *netlink.Bridge, h *Host, i int) error {
+// plug connects a host to a hub bridge: the veth's host end is created
+// directly in the host namespace as link.Iface (eth0 for every host, eth1
+// and on for a router's further links).
+func (t *Topology) plug(hh *netlink.Handle, br *netlink.Bridge, h *Host, link Link, i int) error {
 	hubEnd := fmt.Sprintf("p%d", i)
 	veth := &netlink.Veth{
 		LinkAttrs:     netlink.LinkAttrs{Name: hubEnd, MasterIndex: br.Index},
-		PeerName:      Iface,
+		PeerName:      link.Iface,
 		PeerNamespace: netlink.NsFd(int(h.NS)),
 	}
 	if err := hh.LinkAdd(veth); err != nil {
@@ -234,16 +309,18 @@ func (t *Topology) plug(hh *netlink.Handle, br *netlink.Bridge, h *Host, i int) 
 	if err := linkUp(nh, "lo"); err != nil {
 		return err
 	}
-	l, err := nh.LinkByName(Iface)
+	l, err := nh.LinkByName(link.Iface)
 	if err != nil {
-		return fmt.Errorf("find %s: %w", Iface, err)
+		return fmt.Errorf("find %s: %w", link.Iface, err)
 	}
-	addr := &netlink.Addr{IPNet: &net.IPNet{IP: h.Address.AsSlice(), Mask: net.CIDRMask(h.Prefix.Bits(), 32)}}
-	if err := nh.AddrAdd(l, addr); err != nil {
-		return fmt.Errorf("address %s: %w", h.Prefix, err)
+	for _, p := range append([]netip.Prefix{link.Prefix}, link.Extra...) {
+		addr := &netlink.Addr{IPNet: &net.IPNet{IP: p.Addr().AsSlice(), Mask: net.CIDRMask(p.Bits(), 32)}}
+		if err := nh.AddrAdd(l, addr); err != nil {
+			return fmt.Errorf("address %s on %s: %w", p, link.Iface, err)
+		}
 	}
 	if err := nh.LinkSetUp(l); err != nil {
-		return fmt.Errorf("%s up: %w", Iface, err)
+		return fmt.Errorf("%s up: %w", link.Iface, err)
 	}
 	return nil
 }
