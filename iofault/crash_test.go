@@ -1,7 +1,6 @@
 package iofault_test
 
 import (
-	"bufio"
 	"fmt"
 	"os"
 	"os/exec"
@@ -61,56 +60,7 @@ func TestCrashCleanup(t *testing.T) {
 	needFreeze(t)
 	needBlkio(t)
 	tempRoot(t)
-	id := runID(t)
-	dir := filepath.Join(t.TempDir(), "data")
-	if err := os.Mkdir(dir, 0o700); err != nil {
-		t.Fatal(err)
-	}
-	jdir := filepath.Join(journal.Root, id)
-	// Whatever happens below, nothing stays on the machine.
-	t.Cleanup(func() {
-		if _, err := os.Stat(jdir); err == nil {
-			if left, err := journal.Clean(jdir); err != nil {
-				t.Errorf("final Clean: %+v, %v", left, err)
-			}
-		}
-	})
-
-	cmd := exec.Command(os.Args[0], "-test.run=^TestCrashHelper$", "-test.count=1")
-	cmd.Env = append(os.Environ(), crashEnv+"="+journal.Root+"|"+id+"|"+dir)
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var stderr strings.Builder
-	cmd.Stderr = &stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		cmd.Process.Kill()
-		cmd.Wait()
-	})
-	ready := make(chan []string, 1)
-	go func() {
-		sc := bufio.NewScanner(out)
-		for sc.Scan() {
-			if f := strings.Fields(sc.Text()); len(f) == 4 && f[0] == "READY" {
-				ready <- f[1:]
-				return
-			}
-			t.Logf("child: %s", sc.Text())
-		}
-		close(ready)
-	}()
-	var f []string
-	select {
-	case f = <-ready:
-	case <-time.After(2 * time.Minute):
-	}
-	if f == nil {
-		t.Fatalf("the child never got ready: %s", stderr.String())
-	}
+	cmd, jdir, dir, f := startCrashChild(t, "TestCrashHelper", crashEnv)
 	sleepPID, _ := strconv.Atoi(f[0])
 	loadPID, _ := strconv.Atoi(f[1])
 	backing := f[2]
@@ -135,7 +85,7 @@ func TestCrashCleanup(t *testing.T) {
 		kinds = append(kinds, e.Kind)
 	}
 	t.Logf("pending after SIGKILL, newest first: %v", kinds)
-	group := filepath.Join(journal.BlkioRoot, journal.CgroupPrefix+id+"-data")
+	group := filepath.Join(journal.BlkioRoot, journal.CgroupPrefix+filepath.Base(jdir)+"-data")
 	if _, err := os.Stat(group); err != nil {
 		t.Fatalf("the throttle group is not there before Clean: %v", err)
 	}

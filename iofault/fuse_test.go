@@ -413,55 +413,7 @@ func TestFUSECrashCleanup(t *testing.T) {
 	needLoop(t)
 	needFUSE(t)
 	tempRoot(t)
-	id := runID(t)
-	dir := filepath.Join(t.TempDir(), "data")
-	if err := os.Mkdir(dir, 0o700); err != nil {
-		t.Fatal(err)
-	}
-	jdir := filepath.Join(journal.Root, id)
-	t.Cleanup(func() {
-		if _, err := os.Stat(jdir); err == nil {
-			if left, err := journal.Clean(jdir); err != nil {
-				t.Errorf("final Clean: %+v, %v", left, err)
-			}
-		}
-	})
-
-	cmd := exec.Command(os.Args[0], "-test.run=^TestFUSECrashHelper$", "-test.count=1")
-	cmd.Env = append(os.Environ(), fuseCrashEnv+"="+journal.Root+"|"+id+"|"+dir)
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var stderr strings.Builder
-	cmd.Stderr = &stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		cmd.Process.Kill()
-		cmd.Wait()
-	})
-	ready := make(chan []string, 1)
-	go func() {
-		sc := bufio.NewScanner(out)
-		for sc.Scan() {
-			if f := strings.Fields(sc.Text()); len(f) == 4 && f[0] == "READY" {
-				ready <- f[1:]
-				return
-			}
-			t.Logf("child: %s", sc.Text())
-		}
-		close(ready)
-	}()
-	var f []string
-	select {
-	case f = <-ready:
-	case <-time.After(2 * time.Minute):
-	}
-	if f == nil {
-		t.Fatalf("the child never got ready: %s", stderr.String())
-	}
+	cmd, jdir, dir, f := startCrashChild(t, "TestFUSECrashHelper", fuseCrashEnv)
 	ddPID, _ := strconv.Atoi(f[0])
 	backing, fsMount := f[1], f[2]
 	t.Cleanup(func() {

@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -209,4 +210,62 @@ func pending(t *testing.T, j *journal.Journal) []journal.Entry {
 		t.Fatal(err)
 	}
 	return es
+}
+
+// startCrashChild re-executes the test binary to run helper, a test that
+// sets up faults from the spec in env ("ROOT|RUNID|DIR") and prints
+// "READY a b c" before it waits to be killed. It returns the child, its
+// journal directory (cleaned in any case when the test ends), the data
+// directory it was given and the three fields after READY.
+func startCrashChild(t *testing.T, helper, env string) (cmd *exec.Cmd, jdir, dir string, ready []string) {
+	t.Helper()
+	id := runID(t)
+	dir = filepath.Join(t.TempDir(), "data")
+	if err := os.Mkdir(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	jdir = filepath.Join(journal.Root, id)
+	// Whatever happens, nothing stays on the machine.
+	t.Cleanup(func() {
+		if _, err := os.Stat(jdir); err == nil {
+			if left, err := journal.Clean(jdir); err != nil {
+				t.Errorf("final Clean: %+v, %v", left, err)
+			}
+		}
+	})
+	cmd = exec.Command(os.Args[0], "-test.run=^"+helper+"$", "-test.count=1")
+	cmd.Env = append(os.Environ(), env+"="+journal.Root+"|"+id+"|"+dir)
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		cmd.Process.Kill()
+		cmd.Wait()
+	})
+	lines := make(chan []string, 1)
+	go func() {
+		sc := bufio.NewScanner(out)
+		for sc.Scan() {
+			if f := strings.Fields(sc.Text()); len(f) == 4 && f[0] == "READY" {
+				lines <- f[1:]
+				return
+			}
+			t.Logf("child: %s", sc.Text())
+		}
+		close(lines)
+	}()
+	select {
+	case ready = <-lines:
+	case <-time.After(2 * time.Minute):
+	}
+	if ready == nil {
+		t.Fatalf("the child never got ready: %s", stderr.String())
+	}
+	return cmd, jdir, dir, ready
 }
