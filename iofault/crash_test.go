@@ -6,7 +6,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
-	"strings"
 	"testing"
 	"time"
 
@@ -20,21 +19,7 @@ import (
 const crashEnv = "IOFAULT_TEST_CRASH"
 
 func TestCrashHelper(t *testing.T) {
-	spec := os.Getenv(crashEnv)
-	if spec == "" {
-		t.Skip("the crash test's child, run by TestCrashCleanup")
-	}
-	// root, run ID, mount point
-	parts := strings.Split(spec, "|")
-	journal.Root = parts[0]
-	j, err := journal.Create(parts[1])
-	if err != nil {
-		t.Fatal(err)
-	}
-	d, err := iofault.NewDisk(j, j.RunID, "data", parts[2], iofault.DiskSpec{Size: testSize})
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, d := crashChildDisk(t, crashEnv, "TestCrashCleanup", iofault.DiskSpec{Size: testSize})
 	if _, err := d.Freeze(); err != nil {
 		t.Fatal(err)
 	}

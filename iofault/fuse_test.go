@@ -376,21 +376,7 @@ func TestFUSECloseBusy(t *testing.T) {
 const fuseCrashEnv = "IOFAULT_TEST_FUSE_CRASH"
 
 func TestFUSECrashHelper(t *testing.T) {
-	spec := os.Getenv(fuseCrashEnv)
-	if spec == "" {
-		t.Skip("the FUSE crash test's child, run by TestFUSECrashCleanup")
-	}
-	// root, run ID, mount point
-	parts := strings.Split(spec, "|")
-	journal.Root = parts[0]
-	j, err := journal.Create(parts[1])
-	if err != nil {
-		t.Fatal(err)
-	}
-	d, err := iofault.NewDisk(j, j.RunID, "data", parts[2], iofault.DiskSpec{Size: testSize, FUSE: true})
-	if err != nil {
-		t.Fatal(err)
-	}
+	j, d := crashChildDisk(t, fuseCrashEnv, "TestFUSECrashCleanup", iofault.DiskSpec{Size: testSize, FUSE: true})
 	if err := d.SetLatency("write", time.Hour); err != nil {
 		t.Fatal(err)
 	}

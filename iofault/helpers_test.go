@@ -269,3 +269,25 @@ func startCrashChild(t *testing.T, helper, env string) (cmd *exec.Cmd, jdir, dir
 	}
 	return cmd, jdir, dir, ready
 }
+
+// crashChildDisk is the start of a crash child (a test run again by
+// startCrashChild from parent): it skips unless env carries the spec
+// "ROOT|RUNID|DIR", then makes the run's journal and a disk at DIR.
+func crashChildDisk(t *testing.T, env, parent string, spec iofault.DiskSpec) (*journal.Journal, *iofault.Disk) {
+	t.Helper()
+	v := os.Getenv(env)
+	if v == "" {
+		t.Skipf("a crash test's child, run by %s", parent)
+	}
+	parts := strings.Split(v, "|")
+	journal.Root = parts[0]
+	j, err := journal.Create(parts[1])
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, err := iofault.NewDisk(j, j.RunID, "data", parts[2], spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return j, d
+}
