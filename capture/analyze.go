@@ -1,7 +1,6 @@
 package capture
 
 import (
-	"bufio"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -12,7 +11,6 @@ import (
 
 	"github.com/gopacket/gopacket"
 	"github.com/gopacket/gopacket/layers"
-	"github.com/gopacket/gopacket/pcapgo"
 )
 
 // Packet is one TCP segment of a capture, with the per-segment verdicts of
@@ -167,36 +165,9 @@ func AnalyzeReader(r io.Reader) (*Analysis, error) {
 }
 
 func analyzeReader(r io.Reader, opt Options) (*Analysis, error) {
-	br := bufio.NewReaderSize(r, 1<<16)
-	magic, err := br.Peek(4)
+	src, linkType, err := openCapture(r)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrNotCapture, err)
-	}
-	var (
-		src      packetReader
-		linkType func(ci gopacket.CaptureInfo) layers.LinkType
-	)
-	if binary.LittleEndian.Uint32(magic) == 0x0a0d0d0a {
-		ng, err := pcapgo.NewNgReader(br, pcapgo.DefaultNgReaderOptions)
-		if err != nil {
-			return nil, fmt.Errorf("%w: %w", ErrNotCapture, err)
-		}
-		src = ng
-		linkType = func(ci gopacket.CaptureInfo) layers.LinkType {
-			ifc, err := ng.Interface(ci.InterfaceIndex)
-			if err != nil {
-				return ng.LinkType()
-			}
-			return ifc.LinkType
-		}
-	} else {
-		pr, err := pcapgo.NewReader(br)
-		if err != nil {
-			return nil, fmt.Errorf("%w: %w", ErrNotCapture, err)
-		}
-		src = pr
-		lt := pr.LinkType()
-		linkType = func(gopacket.CaptureInfo) layers.LinkType { return lt }
+		return nil, err
 	}
 
 	a := &Analysis{}

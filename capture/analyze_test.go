@@ -228,17 +228,7 @@ func TestAnalyzeEncapsulations(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	tests := []struct {
-		name string
-		edit func(tr *trace)
-	}{
-		{"pcap nanoseconds", func(tr *trace) { tr.Format = "ns" }},
-		{"pcapng", func(tr *trace) { tr.Format = "pcapng" }},
-		{"linux cooked", func(tr *trace) { tr.Format = "sll" }},
-		{"802.1Q", func(tr *trace) { tr.VLAN = 250 }},
-		{"IPv6", func(tr *trace) { tr.IPv6 = true }},
-	}
-	for _, tt := range tests {
+	for _, tt := range encapsulations {
 		t.Run(tt.name, func(t *testing.T) {
 			tr := base()
 			tt.edit(tr)
@@ -411,4 +401,17 @@ func FuzzAnalyze(f *testing.F) {
 			_ = Intervals(fl.SYNs())
 		}
 	})
+}
+
+// encapsulations are the file formats and link layers the readers take,
+// as edits of a synthetic trace.
+var encapsulations = []struct {
+	name string
+	edit func(tr *trace)
+}{
+	{"pcap nanoseconds", func(tr *trace) { tr.Format = "ns" }},
+	{"pcapng", func(tr *trace) { tr.Format = "pcapng" }},
+	{"linux cooked", func(tr *trace) { tr.Format = "sll" }},
+	{"802.1Q", func(tr *trace) { tr.VLAN = 250 }},
+	{"IPv6", func(tr *trace) { tr.IPv6 = true }},
 }
