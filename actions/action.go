@@ -40,6 +40,9 @@ type Env interface {
 	ServerPIDs() []int
 	// Faults are the disk faults in force.
 	Faults() *Faults
+	// Artifact is the path of a file named name in the run's artifacts
+	// directory, for what a step records beside the report.
+	Artifact(name string) string
 }
 
 // Result is what an action did, beyond its error: a client's session, or
@@ -48,6 +51,8 @@ type Result struct {
 	Client  *client.Result
 	Counter *netem.Counter
 	Fault   *FaultRecord
+	// Burst is a short-connection load's aggregates.
+	Burst *client.BurstResult
 }
 
 // Applier is implemented by every registered action's value.

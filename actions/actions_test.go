@@ -48,6 +48,9 @@ var cases = []struct {
 	{"client", `    client: {kind: cli, sql: ["SELECT 1"]}`, "", ""},
 	{"client", `    client: {kind: cli, session: s}`, "10: timeline[1].client.session: only for kind go", ""},
 	{"client", `    client: {kind: go, sql: ["KILL {{nobody.id}}"]}`, "10: timeline[1].client.sql[0]: {{nobody.id}} names no session (no step has session: nobody)", ""},
+	{"burst", `    burst: {rate: 200, for: 10s, close: quit}`, "", ""},
+	{"burst", `    burst: {rate: 200, close: linger}`, "10: timeline[1].burst.for: want a positive duration: a burst is bounded in time", ""},
+	{"burst", `    burst: {rate: 200, for: 1s, sources: 3}`, "10: timeline[1].burst.sources: host client has 1 addresses (address and extra), not 3", ""},
 	{"sleep", `    sleep: 2s`, "", ""},
 	{"sleep", `    sleep: 2`, `10: timeline[1].sleep: bad duration "2": want a number with a unit (ms, s, m)`, ""},
 	{"netem", `    host: client

@@ -24,6 +24,8 @@ func init() {
 			}
 		},
 		ValidateAll: deletes,
+		// STEP.iptables: an axis sets the whole rule.
+		Settable: []string{"iptables"},
 	})
 }
 
@@ -46,7 +48,8 @@ func deletes(v *scenarios.Validator) {
 	steps := v.Scenario().Timeline
 	rules := make([]*netem.Rule, len(steps))
 	for i, st := range steps {
-		if st == nil || st.Kind != "iptables" {
+		// A skipped step neither adds nor deletes its rule.
+		if st == nil || st.Kind != "iptables" || st.Skip {
 			continue
 		}
 		r, err := netem.ParseRule(string(*st.Action.(*Iptables)))

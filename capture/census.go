@@ -199,3 +199,69 @@ func (c *Census) Dropped() int {
 	defer c.mu.Unlock()
 	return c.dropped
 }
+
+// TimeWaitLifetimes sums up the TIME_WAITs a census followed: how long the
+// kernel set their timers for, and how long those that ran out lasted.
+type TimeWaitLifetimes struct {
+	// Seen counts the TIME_WAITs followed.
+	Seen int `json:"seen"`
+	// TimerMin and TimerMax bound the timer at first sight: a TIME_WAIT
+	// is first seen up to Gap after it began, so its full timer lies in
+	// [TimerMax, TimerMin + Gap].
+	TimerMin time.Duration `json:"timer_min"`
+	TimerMax time.Duration `json:"timer_max"`
+	// Gap is the longest time between two samples.
+	Gap time.Duration `json:"gap"`
+	// Expired counts those that left with their timer run out (less than
+	// Gap left at the last sight); ExpiredMin and ExpiredMax bound the
+	// time between their first and last sight, so each lasted that plus
+	// up to two gaps.
+	Expired    int           `json:"expired"`
+	ExpiredMin time.Duration `json:"expired_min,omitempty"`
+	ExpiredMax time.Duration `json:"expired_max,omitempty"`
+	// Ended counts those gone before their timer ran out: a new SYN on
+	// the 4-tuple recycled it, or a RST killed it.
+	Ended int `json:"ended"`
+	// Open counts those still there when the census stopped.
+	Open int `json:"open"`
+}
+
+// SummarizeTimeWaits sums up a census's TIME_WAITs; samples give the gap.
+func SummarizeTimeWaits(samples []CensusSample, tws []TimeWait) TimeWaitLifetimes {
+	var out TimeWaitLifetimes
+	for i := 1; i < len(samples); i++ {
+		out.Gap = max(out.Gap, samples[i].Time.Sub(samples[i-1].Time))
+	}
+	for i, tw := range tws {
+		out.Seen++
+		if i == 0 || tw.ExpiresFirst < out.TimerMin {
+			out.TimerMin = tw.ExpiresFirst
+		}
+		out.TimerMax = max(out.TimerMax, tw.ExpiresFirst)
+		switch {
+		case tw.Open:
+			out.Open++
+		case tw.ExpiresLast <= out.Gap:
+			span := tw.Last.Sub(tw.First)
+			if out.Expired == 0 || span < out.ExpiredMin {
+				out.ExpiredMin = span
+			}
+			out.ExpiredMax = max(out.ExpiredMax, span)
+			out.Expired++
+		default:
+			out.Ended++
+		}
+	}
+	return out
+}
+
+// CensusResult is one host's census as the checks and the report read it.
+type CensusResult struct {
+	Host    string         `json:"host"`
+	Every   time.Duration  `json:"every"`
+	Samples []CensusSample `json:"samples"`
+	// TimeWaits sums up the TIME_WAITs followed; Dropped counts those not
+	// followed, past the census's bound.
+	TimeWaits TimeWaitLifetimes `json:"time_waits"`
+	Dropped   int               `json:"dropped,omitempty"`
+}

@@ -49,6 +49,13 @@ type Observations struct {
 	Counters []*netem.Counter             `json:"counters,omitempty"`
 	// IO are the server disk's samples (observe.io).
 	IO []iofault.IOSample `json:"io,omitempty"`
+	// Census are the socket censuses (observe.census), Conntrack the
+	// conntrack tables' samples (observe.conntrack).
+	Census    []*capture.CensusResult `json:"census,omitempty"`
+	Conntrack []netem.ConntrackSample `json:"conntrack,omitempty"`
+	// TimeWait is the streaming analysis of each capture of a scenario
+	// with a burst (capture.AnalyzeTimeWait), by host.
+	TimeWait map[string]*capture.TimeWaitAnalysis `json:"-"`
 	// Slow widens every timing tolerance (--slow).
 	Slow float64 `json:"-"`
 }
@@ -67,6 +74,8 @@ type Step struct {
 	Counter *netem.Counter `json:"counter,omitempty"`
 	// Fault is what a disk fault step did (freeze, throttle, load).
 	Fault *actions.FaultRecord `json:"fault,omitempty"`
+	// Burst is what a burst step's connections did.
+	Burst *client.BurstResult `json:"burst,omitempty"`
 }
 
 // Kind is one registered check kind: what the scenario format knows of it,

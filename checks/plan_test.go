@@ -1,8 +1,9 @@
 package checks_test
 
 import (
-	_ "github.com/labrun/labrun/actions"
 	"testing"
+
+	_ "github.com/labrun/labrun/actions"
 
 	"github.com/labrun/labrun/checks"
 	"github.com/labrun/labrun/scenarios"

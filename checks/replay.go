@@ -46,5 +46,12 @@ func LoadObservations(dir string) (*Observations, error) {
 		}
 		o.Analyses[host] = a
 	}
+	paths := map[string]string{}
+	for host, name := range o.Pcaps {
+		paths[host] = filepath.Join(dir, name)
+	}
+	if err := o.AnalyzeTimeWaits(paths); err != nil {
+		return nil, fmt.Errorf("load observations: %w", err)
+	}
 	return o, nil
 }

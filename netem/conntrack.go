@@ -147,3 +147,13 @@ func CountByState(es []ConntrackEntry) map[string]int {
 	}
 	return out
 }
+
+// ConntrackSample is one count of a host's conntrack table.
+type ConntrackSample struct {
+	Time   time.Time      `json:"time"`
+	Host   string         `json:"host"`
+	Total  int            `json:"total"`
+	Counts map[string]int `json:"counts"`
+	// Error says why this sample could not be taken.
+	Error string `json:"error,omitempty"`
+}

@@ -118,7 +118,14 @@ pre { margin: 0.3em 0; white-space: pre-wrap; }
 <p class="meta">labrun {{.Labrun}} · started {{.Started.UTC.Format "2006-01-02 15:04:05 UTC"}} · {{counts .}}</p>
 {{range $m := .Matrices}}<section class="matrix">
 <h2>matrix {{.Name}}</h2>
-<p class="meta">{{len .Cells}} cells over {{join .Axes ", "}}; each row is a cell's check, as in the cell's own section below</p>
+{{if .Metrics}}<p class="meta">comparison: each row a cell, each column a headline figure of its run</p>
+<table class="compare">
+<thead><tr>{{range .Axes}}<th>{{.}}</th>{{end}}<th>server</th>{{range $m.Metrics}}<th>{{.}}</th>{{end}}<th>result</th></tr></thead>
+<tbody>
+{{range $c := .Cells}}<tr class="{{.Status}}">{{range $c.Values}}<td class="value">{{.}}</td>{{end}}<td>{{$c.Server}}</td>{{range $m.Metrics}}<td class="value">{{$c.Metric .}}</td>{{end}}<td class="result">{{$c.Status}}</td></tr>
+{{end}}</tbody>
+</table>
+{{end}}<p class="meta">{{len .Cells}} cells over {{join .Axes ", "}}; each row is a cell's check, as in the cell's own section below</p>
 <table>
 <thead><tr>{{range .Axes}}<th>{{.}}</th>{{end}}<th>server</th><th>check</th><th>documented</th><th>model (expected)</th><th>observed</th><th>result</th></tr></thead>
 <tbody>

@@ -26,6 +26,9 @@ type Matrix struct {
 	Name  string        `json:"name"`
 	Axes  []string      `json:"axes"`
 	Cells []*MatrixCell `json:"cells"`
+	// Metrics names the cells' headline figures, in the order they first
+	// appear: the columns of the comparison table.
+	Metrics []string `json:"metrics,omitempty"`
 }
 
 // MatrixCell is one cell of a matrix as it ran.
@@ -35,6 +38,17 @@ type MatrixCell struct {
 	Server   string         `json:"server"`
 	Status   string         `json:"status"`
 	Checks   []*MatrixCheck `json:"checks"`
+	// Metrics are the instance's headline figures by name.
+	Metrics map[string]float64 `json:"metrics,omitempty"`
+}
+
+// Metric returns a cell's figure as text, "" if it has none.
+func (c *MatrixCell) Metric(name string) string {
+	v, ok := c.Metrics[name]
+	if !ok {
+		return ""
+	}
+	return strconv.FormatFloat(v, 'f', -1, 64)
 }
 
 // MatrixCheck is one check of a cell: the same values as the instance's
@@ -64,6 +78,15 @@ func (r *Report) BuildMatrices() {
 			r.Matrices = append(r.Matrices, m)
 		}
 		cell := &MatrixCell{Values: s.Cell.Values, Instance: s.Name, Server: serverLabel(s.Environment.Server), Status: s.Status()}
+		for _, mt := range s.Metrics {
+			if cell.Metrics == nil {
+				cell.Metrics = map[string]float64{}
+			}
+			cell.Metrics[mt.Name] = mt.Value
+			if !contains(m.Metrics, mt.Name) {
+				m.Metrics = append(m.Metrics, mt.Name)
+			}
+		}
 		for _, c := range s.Checks {
 			st := "pass"
 			switch {
@@ -115,6 +138,18 @@ func WriteMatrices(w io.Writer, r *Report) error {
 	bw := bufio.NewWriter(w)
 	for _, m := range r.Matrices {
 		fmt.Fprintf(bw, "\nmatrix %s: %d cells over %s\n", m.Name, len(m.Cells), strings.Join(m.Axes, ", "))
+		if len(m.Metrics) > 0 {
+			rows := [][]string{append(append(append([]string{}, m.Axes...), "server"), append(append([]string{}, m.Metrics...), "result")...)}
+			for _, c := range m.Cells {
+				row := append(append([]string{}, c.Values...), c.Server)
+				for _, n := range m.Metrics {
+					row = append(row, c.Metric(n))
+				}
+				rows = append(rows, append(row, c.Status))
+			}
+			writeRows(bw, rows)
+			bw.WriteString("\n")
+		}
 		header := append(append([]string{}, m.Axes...), "server", "check", "model (expected)", "observed", "result")
 		rows := [][]string{header}
 		for _, c := range m.Cells {
@@ -123,19 +158,7 @@ func WriteMatrices(w io.Writer, r *Report) error {
 				rows = append(rows, row)
 			}
 		}
-		widths := make([]int, len(header))
-		for _, row := range rows {
-			for i, v := range row {
-				widths[i] = max(widths[i], len([]rune(v)))
-			}
-		}
-		for _, row := range rows {
-			bw.WriteString(" ")
-			for i, v := range row {
-				bw.WriteString(" " + pad(v, widths[i]))
-			}
-			bw.WriteString("\n")
-		}
+		writeRows(bw, rows)
 	}
 	if err := bw.Flush(); err != nil {
 		return fmt.Errorf("write matrices: %w", err)
@@ -256,4 +279,30 @@ func numeric(v any) (float64, bool) {
 		return f, err == nil
 	}
 	return 0, false
+}
+
+// writeRows writes rows as aligned columns.
+func writeRows(bw *bufio.Writer, rows [][]string) {
+	widths := make([]int, len(rows[0]))
+	for _, row := range rows {
+		for i, v := range row {
+			widths[i] = max(widths[i], len([]rune(v)))
+		}
+	}
+	for _, row := range rows {
+		bw.WriteString(" ")
+		for i, v := range row {
+			bw.WriteString(" " + pad(v, widths[i]))
+		}
+		bw.WriteString("\n")
+	}
+}
+
+func contains(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
 }

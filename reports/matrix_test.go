@@ -90,3 +90,45 @@ func TestMatrixPlots(t *testing.T) {
 		t.Errorf("the page lacks the matrix table or its %d plots", len(plots))
 	}
 }
+
+// The comparison table of Lab B's remedies, from a real run (Linux 6.18,
+// Oracle MySQL 9.7.4): one row per cell, one column per headline figure.
+func TestMatrixMetrics(t *testing.T) {
+	b, err := os.ReadFile("testdata/remedies-report.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := &Report{}
+	if err := json.Unmarshal(b, r); err != nil {
+		t.Fatal(err)
+	}
+	r.BuildMatrices()
+	if len(r.Matrices) != 1 || len(r.Matrices[0].Cells) != 7 {
+		t.Fatalf("matrices %+v", r.Matrices)
+	}
+	m := r.Matrices[0]
+	want := "connections/s,connect p50 ms,connect p99 ms,SYN retransmitted,errors,SYN→bare ACK,server TIME_WAIT peak,app TIME_WAIT peak"
+	if got := strings.Join(m.Metrics, ","); got != want {
+		t.Errorf("metrics %s, want %s", got, want)
+	}
+	if got := m.Cells[0].Metric("SYN→bare ACK"); got == "" || got == "0" {
+		t.Errorf("the incident's cell has %q SYNs answered by a bare ACK", got)
+	}
+	if got := m.Cells[1].Metric("SYN→bare ACK"); got != "0" {
+		t.Errorf("long connections have %q", got)
+	}
+	if got := m.Cells[0].Metric("no such figure"); got != "" {
+		t.Errorf("a missing figure reads %q", got)
+	}
+	var table, html bytes.Buffer
+	if err := WriteMatrices(&table, r); err != nil {
+		t.Fatal(err)
+	}
+	golden(t, "remedies.golden.txt", table.Bytes())
+	if err := WriteHTML(&html, r); err != nil {
+		t.Fatal(err)
+	}
+	if n := strings.Count(html.String(), `<table class="compare">`); n != 1 {
+		t.Errorf("%d comparison tables in the HTML, want 1", n)
+	}
+}

@@ -62,6 +62,16 @@ type Scenario struct {
 	Cell *CellInfo `json:"cell,omitempty"`
 	// IO is the server disk's IO over the run (observe.io).
 	IO *IOSummary `json:"io,omitempty"`
+	// Metrics are the instance's headline figures (a burst's connect
+	// latency, SYNs answered by a bare ACK, TIME_WAIT peaks), which a
+	// matrix compares side by side in one table.
+	Metrics []Metric `json:"metrics,omitempty"`
+}
+
+// Metric is one headline figure of an instance.
+type Metric struct {
+	Name  string  `json:"name"`
+	Value float64 `json:"value"`
 }
 
 // Status is "pass", "fail" or "skip"; a skipped scenario is neither passed
@@ -147,6 +157,9 @@ type Step struct {
 	EndS   float64        `json:"end_s"`
 	Error  string         `json:"error,omitempty"`
 	Detail map[string]any `json:"detail,omitempty"`
+	// Skipped is true for a step the scenario skips (skip: true): it ran
+	// nothing, and ended when it was due.
+	Skipped bool `json:"skipped,omitempty"`
 }
 
 // Artifacts are files the run kept. Paths are as the runner recorded them;

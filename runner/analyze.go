@@ -11,8 +11,13 @@ import (
 
 	"github.com/labrun/labrun/capture"
 	"github.com/labrun/labrun/checks"
+	"github.com/labrun/labrun/client"
 	"github.com/labrun/labrun/reports"
 )
+
+// maxFullAnalysis is the largest capture the per-packet analysis reads:
+// about 300,000 segments, 60 MB of memory.
+const maxFullAnalysis = 32 << 20
 
 // analyze reads the captures, hands everything observed to the checks,
 // and saves the observations beside the pcaps: observations.json and the
@@ -21,12 +26,22 @@ func (r *run) analyze(rep *reports.Scenario) {
 	o := &checks.Observations{Scenario: r.sc, T0: r.t0, Kernel: r.kernelRel, Flavor: r.flavor,
 		Version: rep.Environment.Server.Version, Addresses: map[string]netip.Addr{}, Sysctls: r.sysctls,
 		Steps: r.steps, Pcaps: map[string]string{}, Analyses: map[string]*capture.Analysis{},
-		Sockets: r.samples, Threads: r.threads, Counters: r.counts, IO: r.io, Slow: r.opt.Slow}
+		Sockets: r.samples, Threads: r.threads, Counters: r.counts, IO: r.io, Slow: r.opt.Slow,
+		Census: r.censusRes, Conntrack: r.conntrack}
 	for name, h := range r.topo.Hosts {
 		o.Addresses[name] = h.Address
 	}
+	if err := o.AnalyzeTimeWaits(r.pcaps); err != nil {
+		r.log.Warn("analyze", "err", err)
+	}
 	for host, p := range r.pcaps {
 		o.Pcaps[host] = filepath.Base(p)
+		if fi, err := os.Stat(p); err == nil && fi.Size() > maxFullAnalysis {
+			// The per-packet analysis keeps every segment; a capture of
+			// a long burst is read by the streaming analysis only.
+			r.log.Info("analyze: capture too large for the per-packet analysis", "pcap", p, "bytes", fi.Size())
+			continue
+		}
 		a, err := capture.Analyze(p)
 		if err != nil {
 			r.log.Warn("analyze", "pcap", p, "err", err)
@@ -41,11 +56,22 @@ func (r *run) analyze(rep *reports.Scenario) {
 	}
 	sort.Slice(rep.Steps, func(i, j int) bool { return rep.Steps[i].StartS < rep.Steps[j].StartS })
 	rep.Checks = append(rep.Checks, checks.Evaluate(o)...)
+	rep.Metrics = r.metrics(o)
 	if len(r.counts) > 0 {
 		rep.Iptables = r.counts
 	}
 	if len(r.threads) > 0 {
 		if p, ok := r.saveJSON("server-threads.json", r.threads); ok {
+			rep.Artifacts.Logs = append(rep.Artifacts.Logs, p)
+		}
+	}
+	if len(r.censusRes) > 0 {
+		if p, ok := r.saveJSON("census.json", r.censusRes); ok {
+			rep.Artifacts.Logs = append(rep.Artifacts.Logs, p)
+		}
+	}
+	if len(r.conntrack) > 0 {
+		if p, ok := r.saveJSON("conntrack.json", r.conntrack); ok {
 			rep.Artifacts.Logs = append(rep.Artifacts.Logs, p)
 		}
 	}
@@ -121,6 +147,12 @@ func (r *run) stepReport(res *checks.Step) *reports.Step {
 			s.Error = f.Error
 		}
 	}
+	if b := res.Burst; b != nil {
+		s.Detail["burst"] = burstDetail(b)
+		if b.Records != "" {
+			s.Detail["records"] = r.rel(b.Records)
+		}
+	}
 	if c := res.Client; c != nil {
 		s.Error = c.Error
 		s.Detail["client"] = c.Kind
@@ -151,4 +183,16 @@ func (r *run) ioPoints() []reports.IOPoint {
 			QueueDepth: s.QueueDepth, ReadBytes: s.ReadBytes, WriteBytes: s.WriteBytes, Err: s.Err})
 	}
 	return out
+}
+
+// burstDetail is a burst's aggregates as the report shows them.
+func burstDetail(b *client.BurstResult) map[string]any {
+	ms := func(d time.Duration) float64 { return round3(float64(d) / float64(time.Millisecond)) }
+	lat := func(l client.Latencies) map[string]any {
+		return map[string]any{"n": l.N, "p50_ms": ms(l.P50), "p99_ms": ms(l.P99), "max_ms": ms(l.Max)}
+	}
+	return map[string]any{"close": b.Spec.Close, "rate_asked": b.Spec.Rate, "rate": round3(b.Rate), "slots": b.Slots,
+		"attempted": b.Attempted, "dropped": b.Dropped, "late": b.Late, "connected": b.Connected, "completed": b.Completed,
+		"syn_retransmitted": b.SYNRetransmitted, "errors": b.Errors, "connect": lat(b.Connect), "handshake": lat(b.Handshake),
+		"query": lat(b.Query), "elapsed_s": round3(b.Elapsed.Seconds())}
 }

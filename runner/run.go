@@ -10,6 +10,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -86,6 +87,14 @@ type run struct {
 	faults *actions.Faults
 	iosamp *iofault.Sampler
 	io     []iofault.IOSample
+
+	// Lab B's observers (labb.go): socket censuses and conntrack samplers,
+	// and what they saw.
+	census      []*capture.Census
+	censusEvery []time.Duration
+	censusRes   []*capture.CensusResult
+	ctSamp      []*conntrackSampler
+	conntrack   []netem.ConntrackSample
 }
 
 // NewRunID returns a short random run identifier: namespace names carry it
@@ -128,7 +137,9 @@ func Run(ctx context.Context, sc *scenarios.Scenario, opt Options) (*reports.Sce
 		Checks:      []*reports.Check{}, Artifacts: reports.Artifacts{Pcap: []string{}}}
 	rep.Environment.Server = reports.ServerInfo{Flavor: r.flavor, Engine: r.engine, Image: r.image}
 	if sc.Cell != nil {
-		rep.Cell = &reports.CellInfo{Matrix: sc.Parent, Axes: sc.Cell.Axes, Values: sc.Cell.Values}
+		// The cell as its name shows it: an axis's labels stand for their
+		// values (a whole iptables rule); scenario.yaml has the values.
+		rep.Cell = &reports.CellInfo{Matrix: sc.Parent, Axes: sc.Cell.Axes, Values: sc.Cell.Names()}
 	}
 	started := time.Now()
 	// A machine without what a step or check needs (sch_netem for the
@@ -162,6 +173,7 @@ func Run(ctx context.Context, sc *scenarios.Scenario, opt Options) (*reports.Sce
 		r.stopObservers()
 		if runErr == nil || !errors.Is(runErr, ErrInterrupted) {
 			r.analyze(rep)
+			markSkipped(rep, sc)
 		}
 		rep.Phases.AnalysisS = since(an)
 	}
@@ -206,6 +218,17 @@ func Run(ctx context.Context, sc *scenarios.Scenario, opt Options) (*reports.Sce
 	return rep, runErr
 }
 
+// markSkipped marks the report's steps that the scenario skips.
+func markSkipped(rep *reports.Scenario, sc *scenarios.Scenario) {
+	for _, st := range rep.Steps {
+		for _, s := range sc.Timeline {
+			if s.Name == st.Name && s.Skip {
+				st.Skipped = true
+			}
+		}
+	}
+}
+
 // observerGrace is the wait before the observers stop.
 const observerGrace = 50 * time.Millisecond
 
@@ -246,6 +269,84 @@ func hostNames(s *scenarios.Scenario) []string {
 	return names
 }
 
+// netSpec is the scenario's lab network as netem builds it: the single
+// network, or a routed one with its networks (bridges in sorted name
+// order) and its routers (sorted by name: the first with a link on a
+// network is its gateway). hosts receives each host's address, a router's
+// as its links' addresses joined by ", ".
+func netSpec(runID string, sc *scenarios.Scenario, hosts map[string]string) (netem.Spec, error) {
+	spec := netem.Spec{RunID: runID}
+	if !sc.Routed() {
+		subnet, err := netip.ParsePrefix(sc.Network.Subnet)
+		if err != nil {
+			return spec, fmt.Errorf("subnet: %w", err)
+		}
+		spec.Subnet = subnet
+	}
+	for _, n := range sc.NetworkNames() {
+		p, err := sc.Subnet(n)
+		if err != nil {
+			return spec, fmt.Errorf("network %s: %w", n, err)
+		}
+		spec.Networks = append(spec.Networks, netem.NetworkSpec{Name: n, Subnet: p})
+	}
+	for _, n := range hostNames(sc) {
+		h := sc.Hosts[n]
+		if !h.Router() {
+			hs, err := hostSpec(sc, n)
+			if err != nil {
+				return spec, err
+			}
+			hosts[n] = hs.Address.String()
+			spec.Hosts = append(spec.Hosts, hs)
+			continue
+		}
+		rs := netem.RouterSpec{Name: n}
+		var addrs []string
+		for i, l := range h.Links {
+			a, err := netip.ParseAddr(l.Address)
+			if err != nil {
+				return spec, fmt.Errorf("router %s eth%d address: %w", n, i, err)
+			}
+			extra, err := parseAddrs(l.Extra)
+			if err != nil {
+				return spec, fmt.Errorf("router %s eth%d extra: %w", n, i, err)
+			}
+			rs.Links = append(rs.Links, netem.LinkSpec{Network: l.Network, Address: a, Extra: extra})
+			addrs = append(addrs, a.String())
+		}
+		hosts[n] = strings.Join(addrs, ", ")
+		spec.Routers = append(spec.Routers, rs)
+	}
+	return spec, nil
+}
+
+// hostSpec is a host (not a router) as netem plugs it.
+func hostSpec(sc *scenarios.Scenario, name string) (netem.HostSpec, error) {
+	h := sc.Hosts[name]
+	a, err := netip.ParseAddr(h.Address)
+	if err != nil {
+		return netem.HostSpec{}, fmt.Errorf("host %s address: %w", name, err)
+	}
+	extra, err := parseAddrs(h.Extra)
+	if err != nil {
+		return netem.HostSpec{}, fmt.Errorf("host %s extra: %w", name, err)
+	}
+	return netem.HostSpec{Name: name, Address: a, Network: h.Network, Extra: extra}, nil
+}
+
+func parseAddrs(ss []string) ([]netip.Addr, error) {
+	var out []netip.Addr
+	for _, s := range ss {
+		a, err := netip.ParseAddr(s)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, a)
+	}
+	return out, nil
+}
+
 func (r *run) setup(ctx context.Context, rep *reports.Scenario) error {
 	sc := r.sc
 	// The local image and the CLI client come from the flavor's root
@@ -261,23 +362,14 @@ func (r *run) setup(ctx context.Context, rep *reports.Scenario) error {
 		return infra("%w", err)
 	}
 	r.j = j
-	subnet, err := netip.ParsePrefix(sc.Network.Subnet)
+	spec, err := netSpec(r.id, sc, rep.Environment.Hosts)
 	if err != nil {
-		return infra("subnet: %w", err)
+		return infra("%w", err)
 	}
-	spec := netem.Spec{RunID: r.id, Subnet: subnet}
-	for _, n := range hostNames(sc) {
-		a, err := netip.ParseAddr(sc.Hosts[n].Address)
-		if err != nil {
-			return infra("host %s address: %w", n, err)
-		}
-		rep.Environment.Hosts[n] = a.String()
-		if container && n == sc.Server.Host {
-			// The container's namespace is the host; it is plugged in
-			// once the container runs (attach below).
-			continue
-		}
-		spec.Hosts = append(spec.Hosts, netem.HostSpec{Name: n, Address: a})
+	if container {
+		// The container's namespace is the host; it is plugged in once
+		// the container runs (attach below).
+		spec.Hosts = slices.DeleteFunc(spec.Hosts, func(hs netem.HostSpec) bool { return hs.Name == sc.Server.Host })
 	}
 	topo, err := netem.Up(spec, j)
 	r.topo = topo
@@ -321,10 +413,14 @@ func (r *run) setup(ctx context.Context, rep *reports.Scenario) error {
 		}
 	}
 	if container {
-		addr, _ := netip.ParseAddr(sc.Hosts[sc.Server.Host].Address)
-		cfg.Address = addr
+		hs, err := hostSpec(sc, sc.Server.Host)
+		if err != nil {
+			return infra("%w", err)
+		}
+		cfg.Address = hs.Address
 		cfg.Attach = func(nsPath string) (netns.NsHandle, error) {
-			h, err := topo.Plug(netem.HostSpec{Name: sc.Server.Host, Address: addr, NSPath: nsPath})
+			hs.NSPath = nsPath
+			h, err := topo.Plug(hs)
 			if err != nil {
 				return netns.None(), err
 			}
@@ -354,13 +450,25 @@ func (r *run) setup(ctx context.Context, rep *reports.Scenario) error {
 		}
 	}
 	for _, n := range sc.Captures {
-		p := filepath.Join(r.art, n+".pcap")
-		c, err := capture.Start(topo.Hosts[n].NS, netem.Iface, p)
-		if err != nil {
-			return infra("capture on %s: %w", n, err)
+		h := topo.Hosts[n]
+		// A host's eth0 is <host>.pcap; a router's every link is
+		// <host>-<iface>.pcap, under that name in the analyses too.
+		links := []struct{ name, iface string }{{n, netem.Iface}}
+		if h.Router {
+			links = links[:0]
+			for _, l := range h.Links {
+				links = append(links, struct{ name, iface string }{n + "-" + l.Iface, l.Iface})
+			}
 		}
-		r.caps[n], r.pcaps[n] = c, p
-		rep.Artifacts.Pcap = append(rep.Artifacts.Pcap, r.rel(p))
+		for _, l := range links {
+			p := filepath.Join(r.art, l.name+".pcap")
+			c, err := capture.Start(h.NS, l.iface, p)
+			if err != nil {
+				return infra("capture on %s %s: %w", n, l.iface, err)
+			}
+			r.caps[l.name], r.pcaps[l.name] = c, p
+			rep.Artifacts.Pcap = append(rep.Artifacts.Pcap, r.rel(p))
+		}
 	}
 	for _, o := range sc.Observe.Sockets {
 		r.samp = append(r.samp, capture.StartSampler(topo.Hosts[o.Host].NS, o.Host, o.Port, o.Every.D()))
@@ -368,6 +476,7 @@ func (r *run) setup(ctx context.Context, rep *reports.Scenario) error {
 	if o := sc.Observe.IO; o != nil && r.disk != nil {
 		r.iosamp = r.disk.StartSampler(o.Every.D())
 	}
+	r.startLabB()
 	if pl := sc.Observe.Processlist; pl != nil {
 		p, err := client.StartProcesslist(ctx, sh.NS, r.Target(), pl.Every.D())
 		if err != nil {
@@ -384,7 +493,7 @@ func (r *run) hostSetup(name string, h *netem.Host) error {
 	if _, err := h.SetSysctls(r.sc.Hosts[name].Sysctls); err != nil {
 		return err
 	}
-	keys := append(tcpmodel.Keys(), mapKeys(r.sc.Hosts[name].Sysctls)...)
+	keys := append(append(tcpmodel.Keys(), tcpmodel.TimeWaitKeys()...), mapKeys(r.sc.Hosts[name].Sysctls)...)
 	got, err := h.ReadSysctls(keys)
 	if err != nil {
 		return err
@@ -466,7 +575,11 @@ func (r *run) stopObservers() {
 	if o := r.sc.Observe.IO; o != nil {
 		wait = max(wait, o.Every.D()+sampleSlack)
 	}
+	for _, o := range r.sc.Observe.Census {
+		wait = max(wait, o.Every.D()+sampleSlack)
+	}
 	time.Sleep(wait)
+	r.stopLabB()
 	if r.iosamp != nil {
 		r.io = r.iosamp.Stop()
 		r.iosamp = nil
@@ -514,6 +627,7 @@ func (r *run) teardown() error {
 	for _, s := range r.samp {
 		s.Stop()
 	}
+	r.stopLabB()
 	for _, c := range r.caps {
 		c.Stop()
 	}

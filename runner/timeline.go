@@ -99,11 +99,18 @@ func (r *run) wait(ctx context.Context, s *scenarios.Step, done map[string]chan 
 // do performs one step's action.
 func (r *run) do(ctx context.Context, s *scenarios.Step) *checks.Step {
 	res := &checks.Step{Name: s.Name, Host: s.Host, Kind: s.Kind, Start: time.Now()}
+	if s.Skip {
+		// A skipped step runs nothing and is over as soon as it is due:
+		// the steps after it start now, plus their delay.
+		res.End = res.Start
+		r.log.Info("step skipped", "step", s.Name, "at", res.Start.Sub(r.t0))
+		return res
+	}
 	out, err := actions.Apply(ctx, r, s)
 	if err != nil {
 		res.Error = err.Error()
 	}
-	res.Client, res.Counter, res.Fault = out.Client, out.Counter, out.Fault
+	res.Client, res.Counter, res.Fault, res.Burst = out.Client, out.Counter, out.Fault, out.Burst
 	if res.Client != nil {
 		res.Start = res.Client.Start
 	}

@@ -60,7 +60,9 @@ type ActionKind struct {
 	// Needs lists what the machine must have for this action to run.
 	Needs []Requirement
 	// Settable lists the action's fields a matrix axis or --set may set,
-	// as STEP.FIELD (a client's read_timeout, a freeze's for).
+	// as STEP.FIELD (a client's read_timeout, a freeze's for); the kind's
+	// own name in it lets an axis set the whole value, as STEP.KIND (an
+	// iptables step's rule).
 	Settable []string
 }
 
@@ -260,6 +262,10 @@ func (s *Scenario) Needs() []Requirement {
 		}
 	}
 	for _, st := range s.Timeline {
+		if st != nil && st.Skip {
+			// A skipped step runs nothing.
+			continue
+		}
 		if k, ok := Action(stepKind(st)); ok {
 			lists = append(lists, k.Needs)
 		}

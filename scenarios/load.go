@@ -38,7 +38,11 @@ const (
 	// DefaultProcesslistEvery is slower than socket sampling: each sample
 	// is two queries on the server under test.
 	DefaultProcesslistEvery = Duration(200 * time.Millisecond)
-	DefaultClientHost       = "client"
+	// DefaultCensusEvery and DefaultConntrackEvery are slower than socket
+	// sampling: a census dumps every socket of a busy server.
+	DefaultCensusEvery    = Duration(250 * time.Millisecond)
+	DefaultConntrackEvery = Duration(500 * time.Millisecond)
+	DefaultClientHost     = "client"
 	// DefaultDiskSize is server.disk's size: room for a flavor's data
 	// directory (about 100 MiB for MySQL 9.7) and a competing writer's files.
 	DefaultDiskSize = 1 << 30
@@ -718,7 +722,9 @@ func (s *Scenario) setDefaults() {
 	if s.Limit == 0 {
 		s.Limit = DefaultLimit
 	}
-	if s.Network.Subnet == "" {
+	if s.Network.Subnet == "" && !s.Routed() {
+		// A routed lab has its subnets in networks; validate refuses
+		// network written beside them.
 		s.Network.Subnet = DefaultSubnet
 	}
 	for name, h := range s.Hosts {
@@ -765,6 +771,20 @@ func (s *Scenario) setDefaults() {
 	if pl := s.Observe.Processlist; pl != nil && pl.Every == 0 {
 		pl.Every = DefaultProcesslistEvery
 	}
+	for i := range s.Observe.Census {
+		o := &s.Observe.Census[i]
+		if o.Every == 0 {
+			o.Every = DefaultCensusEvery
+		}
+		if o.Port == 0 {
+			o.Port = s.Server.Port
+		}
+	}
+	for i := range s.Observe.Conntrack {
+		if o := &s.Observe.Conntrack[i]; o.Every == 0 {
+			o.Every = DefaultConntrackEvery
+		}
+	}
 	for i := range s.Observe.Sockets {
 		o := &s.Observe.Sockets[i]
 		if o.Every == 0 {
@@ -787,37 +807,54 @@ func (s *Scenario) setDefaults() {
 
 // assignAddresses gives hosts without an address the next free one from
 // .10 up, in order of host names, so that adding a host named "zz" does not
-// move the others.
+// move the others. In a routed lab it does so on each network, and a
+// router's link without an address gets its network's first free one from
+// .1 up, in order of router names. Every address written anywhere (an
+// address, an extra, a link's) is skipped.
 func (s *Scenario) assignAddresses() {
-	prefix, err := netip.ParsePrefix(s.Network.Subnet)
-	if err != nil || !prefix.Addr().Is4() || prefix.Bits() != 24 {
-		return
-	}
 	used := map[netip.Addr]bool{}
-	var names []string
-	for name, h := range s.Hosts {
-		names = append(names, name)
-		if a, err := netip.ParseAddr(h.Address); err == nil {
-			used[a] = true
-		}
-	}
-	sort.Strings(names)
-	base := prefix.Masked().Addr().As4()
-	next := firstHostAddressByte
-	for _, name := range names {
-		h := s.Hosts[name]
-		if h.Address != "" {
-			continue
-		}
-		for ; next < 255; next++ {
-			a := base
-			a[3] = byte(next)
-			if addr := netip.AddrFrom4(a); !used[addr] {
-				h.Address = addr.String()
-				used[addr] = true
-				break
+	mark := func(addrs ...string) {
+		for _, a := range addrs {
+			if p, err := netip.ParseAddr(a); err == nil {
+				used[p] = true
 			}
 		}
-		// With no address left the host keeps none; validate reports it.
+	}
+	for _, h := range s.Hosts {
+		mark(h.Address)
+		mark(h.Extra...)
+		for _, l := range h.Links {
+			mark(l.Address)
+			mark(l.Extra...)
+		}
+	}
+	names := sortedNames(s.Hosts)
+	if !s.Routed() {
+		prefix, err := netip.ParsePrefix(s.Network.Subnet)
+		if err != nil || !prefix.Addr().Is4() || prefix.Bits() != 24 {
+			return
+		}
+		for _, name := range names {
+			if h := s.Hosts[name]; h.Address == "" && !h.Router() {
+				// With no address left the host keeps none; validate
+				// reports it.
+				h.Address = nextFree(prefix, firstHostAddressByte, used)
+			}
+		}
+		return
+	}
+	for _, name := range names {
+		links := s.Hosts[name].Links
+		for i := range links {
+			if p, ok := s.subnet(links[i].Network); ok && links[i].Address == "" {
+				links[i].Address = nextFree(p, 1, used)
+			}
+		}
+	}
+	for _, name := range names {
+		h := s.Hosts[name]
+		if p, ok := s.subnet(h.Network); ok && h.Address == "" && !h.Router() {
+			h.Address = nextFree(p, firstHostAddressByte, used)
+		}
 	}
 }

@@ -43,7 +43,7 @@ func TestLoadInvalid(t *testing.T) {
 		file string
 		want string
 	}{
-		{"invalid-unknown-key.yaml", `3: hosts.client.sysctl: unknown field (known: address, sysctls)`},
+		{"invalid-unknown-key.yaml", `3: hosts.client.sysctl: unknown field (known: address, extra, links, network, sysctls)`},
 		{"invalid-bad-duration.yaml", `12: timeline[1].at: bad duration "5x": want a number with a unit (ms, s, m)`},
 		{"invalid-bare-number-duration.yaml", `6: limit: bad duration "60": want a number with a unit (ms, s, m)`},
 		{"invalid-unknown-host.yaml", `9: timeline[0].host: unknown host "db" (hosts: client, server)`},
@@ -56,11 +56,11 @@ func TestLoadInvalid(t *testing.T) {
 		{"invalid-delete-never-added.yaml", `14: timeline[1].iptables: impossible timeline: no step adds this rule on host client before this step deletes it`},
 		{"invalid-at-beyond-limit.yaml", `8: timeline[0].at: impossible timeline: at 130s is after the limit 120s`},
 		{"invalid-after-beyond-limit.yaml", `13: timeline[1].delay: impossible timeline: starts at 11s at the earliest, after the limit 10s`},
-		{"invalid-missing-action.yaml", `7: timeline[0]: missing action: want one of client, end, freeze, iptables, latency, load, netem, sleep, sysctl, throttle, vanish`},
+		{"invalid-missing-action.yaml", `7: timeline[0]: missing action: want one of burst, client, end, freeze, iptables, latency, load, netem, sleep, sysctl, throttle, vanish`},
 		{"invalid-two-actions.yaml", `7: timeline[0]: more than one action (client, iptables): want exactly one`},
 		{"invalid-duplicate-step.yaml", `10: timeline[1].name: duplicate step name "connect" (first at line 7)`},
 		{"invalid-bad-sysctl.yaml", `4: hosts.client.sysctls[kernel.pid_max]: bad sysctl key "kernel.pid_max": only per-namespace keys under net. are accepted`},
-		{"invalid-unknown-check-type.yaml", `12: checks[0].type: unknown check type "syn_retransmit" (known: client_close, client_error, data_retransmits, ends_after, io_stat, iptables_counter, keepalive_probes, late_reply, query_value, request_ack, socket_state, syn_retransmits, synack_retransmits, thread_state, trx_state, write_timeout, zero_window)`},
+		{"invalid-unknown-check-type.yaml", `12: checks[0].type: unknown check type "syn_retransmit" (known: client_close, client_error, data_retransmits, ends_after, first_fin, io_stat, iptables_counter, keepalive_probes, late_reply, query_value, request_ack, socket_state, syn_bare_ack, syn_retransmits, synack_retransmits, thread_state, time_wait, trx_state, write_timeout, zero_window)`},
 		{"invalid-duplicate-key.yaml", `9: timeline[0].at: duplicate key (first at line 8)`},
 		{"invalid-at-and-after.yaml", `11: timeline[1]: at and after are mutually exclusive
 15: timeline[2]: missing start: want at or after`},
@@ -85,6 +85,30 @@ func TestLoadInvalid(t *testing.T) {
 		{"invalid-network.yaml", `2: network.subnet: bad subnet "10.89.0.0/16": want an IPv4 /24 such as 10.89.0.0/24`},
 		{"invalid-addresses.yaml", `3: hosts.client.address: address 10.89.1.10 is outside the subnet 10.89.0.0/24
 5: hosts.server.address: address 10.89.0.20 is already used by host other`},
+		{"invalid-networks.yaml", `1: network: network and networks are exclusive: a routed lab has its subnets in networks
+3: networks.office.subnet: subnet 10.89.1.0/24 overlaps network cloud (10.89.1.128/25)
+5: networks.Public: bad network name "Public": want up to 32 lowercase letters, digits, '-' and '_'
+5: networks.Public.subnet: subnet 8.8.8.0/24 is not private: want one inside 10.0.0.0/8, 172.16.0.0/12 or 192.168.0.0/16
+6: networks.wide.subnet: bad subnet "10.0.0.0/8": want an IPv4 prefix from /16 to /30 such as 10.89.1.0/24
+7: networks.idle: no host or router link joins network idle`},
+		{"invalid-routed-hosts.yaml", `7: hosts.client.extra[0]: address 10.89.2.21 is outside the subnet 10.89.1.0/24
+8: hosts.lost.network: required in a routed lab: the network the host joins (networks: cloud, office), or links for a router
+9: hosts.stray.network: unknown network "lab" (networks: cloud, office)
+11: hosts.nat.address: a router (a host with links) has its networks and addresses in links
+15: hosts.nat.links[2].network: a second link to network office (first at links[0])
+16: hosts.twin.address: address 10.89.1.30 is already used by host client
+19: hosts.server.links[0].address: address 10.89.2.255 is the subnet's network or broadcast address
+21: server.host: host server is a router: the server runs on a host with a network`},
+		{"invalid-single-network-router.yaml", `3: hosts.client.network: only in a routed lab (networks:); this lab is the single network.subnet
+5: hosts.hub: host name hub is reserved: the run's namespace holding the lab's bridges has it
+7: hosts.nat.links: a router needs a routed lab: write networks: instead of network:`},
+		{"invalid-conntrack-sysctl.yaml", `4: hosts.client.sysctls[net.netfilter.nf_conntrack_max]: sysctl net.netfilter.nf_conntrack_max is the machine's, read-only in a lab namespace: it cannot be set per host`},
+		{"invalid-skipped.yaml", `19: timeline[2].iptables: impossible timeline: no step adds this rule on host server before this step deletes it
+21: checks[0].step: step connect is skipped`},
+		{"invalid-axis-labels.yaml", `14: matrix.axes[0].labels: 2 labels for 3 values: want one label per value
+15: matrix.axes[1].labels[1]: label few listed twice
+15: matrix.axes[1].labels[2]: bad label "a b": want up to 40 letters, digits, '-', '_', '.', '/' and ':'
+16: matrix.axes[2].labels[0]: label 2 is another value of the axis: a cell naming it would be ambiguous`},
 		{"invalid-syntax.yaml", `4: yaml syntax: did not find expected node content`},
 		{"invalid-empty.yaml", `1: empty scenario`},
 		{"invalid-two-documents.yaml", `10: more than one document: a scenario file holds one`},
@@ -93,16 +117,16 @@ func TestLoadInvalid(t *testing.T) {
 		{
 			// Every problem is reported, in line order, and a value that
 			// could not be read (at: soon) does not also count as missing.
-			"invalid-many.yaml", `4: hosts.client.adress: unknown field (known: address, sysctls)
+			"invalid-many.yaml", `4: hosts.client.adress: unknown field (known: address, extra, links, network, sysctls)
 8: server.port: want an integer, got 3306.5
 11: timeline[0].at: bad duration "soon": want a number with a unit (ms, s, m)
 13: timeline[0].iptables: bad iptables rule: shell metacharacter ';' not allowed: the rule is not run by a shell
 16: timeline[1].host: unknown host "app" (hosts: client, server)
 17: timeline[1].client.timeout: unknown field (known: close, connect_timeout, database, kind, pool, prepare, rcvbuf, read_timeout, session, sql, stream, write_timeout)
 18: timeline[2].name: duplicate step name "connect" (first at line 14)
-18: timeline[2]: missing action: want one of client, end, freeze, iptables, latency, load, netem, sleep, sysctl, throttle, vanish
+18: timeline[2]: missing action: want one of burst, client, end, freeze, iptables, latency, load, netem, sleep, sysctl, throttle, vanish
 19: timeline[2].after: no step named "nothing"
-22: checks[0].type: unknown check type "magic" (known: client_close, client_error, data_retransmits, ends_after, io_stat, iptables_counter, keepalive_probes, late_reply, query_value, request_ack, socket_state, syn_retransmits, synack_retransmits, thread_state, trx_state, write_timeout, zero_window)`,
+22: checks[0].type: unknown check type "magic" (known: client_close, client_error, data_retransmits, ends_after, first_fin, io_stat, iptables_counter, keepalive_probes, late_reply, query_value, request_ack, socket_state, syn_bare_ack, syn_retransmits, synack_retransmits, thread_state, time_wait, trx_state, write_timeout, zero_window)`,
 		},
 	}
 	tested := map[string]bool{}

@@ -35,6 +35,11 @@ type Axis struct {
 	// flavor or engine.
 	Set    string   `yaml:"set" json:"set"`
 	Values []Scalar `yaml:"values" json:"values"`
+	// Labels, if set, name the values in instance names and cell labels
+	// instead of the values themselves (a whole iptables rule): one per
+	// value, in the same order. Cells and tags may name a value by its
+	// label or by itself.
+	Labels []string `yaml:"labels,omitempty" json:"labels,omitempty"`
 }
 
 // Scalar is a value as a scenario writes it: text, a number or a boolean,
@@ -51,6 +56,9 @@ type CellTags struct {
 type Cell struct {
 	Axes   []string
 	Values []string
+	// Labels name the values in the cell's label: an axis's label for
+	// the value, or the value itself; nil means the values.
+	Labels []string
 	Tags   []string
 }
 
@@ -58,9 +66,39 @@ type Cell struct {
 func (c Cell) Label() string {
 	parts := make([]string, len(c.Axes))
 	for i := range c.Axes {
-		parts[i] = c.Axes[i] + "=" + c.Values[i]
+		parts[i] = c.Axes[i] + "=" + c.Names()[i]
 	}
 	return strings.Join(parts, " ")
+}
+
+// Names are the cell's values as its label shows them: their labels, where
+// the axis has labels.
+func (c Cell) Names() []string {
+	if len(c.Labels) == len(c.Values) {
+		return c.Labels
+	}
+	return c.Values
+}
+
+// label returns the label of value v on the axis, or v itself.
+func (a Axis) label(v string) string {
+	for i, x := range a.Values {
+		if string(x) == v && i < len(a.Labels) {
+			return a.Labels[i]
+		}
+	}
+	return v
+}
+
+// value returns the value that v names on the axis: the value whose label
+// is v, or v itself.
+func (a Axis) value(v string) string {
+	for i, l := range a.Labels {
+		if l == v && i < len(a.Values) {
+			return string(a.Values[i])
+		}
+	}
+	return v
 }
 
 // Value returns the cell's value on an axis.
@@ -84,10 +122,15 @@ func (a Axis) AxisName() string {
 	return a.Set
 }
 
-// stepFields are the fields of every step an axis may set: when it starts.
-var stepFields = map[string]bool{"at": true, "delay": true}
+// stepFields are the fields of every step an axis may set: when it
+// starts, and whether it runs at all.
+var stepFields = map[string]bool{"at": true, "delay": true, "skip": true}
 
 var axisName = regexp.MustCompile(`^[a-z][a-z0-9_]*$`)
+
+// AxisLabel is what a label of an axis's value may be: a short name with
+// no spaces, '=' or brackets, which would make instance names ambiguous.
+var AxisLabel = regexp.MustCompile(`^[A-Za-z0-9_./:-]{1,40}$`)
 
 // target is where an axis's value goes in the scenario document.
 type target struct {
@@ -121,6 +164,9 @@ func (s *Scenario) resolve(set string) (target, error) {
 		if !SysctlKey.MatchString(rest) {
 			return target{}, fmt.Errorf("bad sysctl key %q", rest)
 		}
+		if readOnlySysctls[rest] {
+			return target{}, fmt.Errorf("sysctl %s is the machine's, read-only in a lab namespace: it cannot be set per host", rest)
+		}
 		return target{path: []string{"hosts", host, "sysctls", rest}, what: "sysctl " + rest + " of host " + host}, nil
 	}
 	for i, st := range s.Timeline {
@@ -138,6 +184,11 @@ func (s *Scenario) resolve(set string) (target, error) {
 		// step's own start delay is then not an axis's to set.
 		if stepFields[rest] && !settable[rest] {
 			return target{path: []string{"timeline", "#" + strconv.Itoa(i), rest}, what: rest + " of step " + host}, nil
+		}
+		if rest == st.Kind && settable[rest] {
+			// The kind's own name: the whole value of the action (an
+			// iptables step's rule).
+			return target{path: []string{"timeline", "#" + strconv.Itoa(i), rest}, what: "the " + rest + " action of step " + host}, nil
 		}
 		for o := range stepFields {
 			settable[o] = true
@@ -194,6 +245,7 @@ func (c *Validator) matrix() {
 			}
 			seen[v] = true
 		}
+		c.labels(path, a, seen)
 	}
 	for i, cell := range m.Cells {
 		path := fmt.Sprintf("matrix.cells[%d]", i)
@@ -221,6 +273,32 @@ func (c *Validator) matrix() {
 	}
 }
 
+// labels checks an axis's labels: one per value, each a short name, none
+// twice, and none another value of the axis (a cell naming it would be
+// ambiguous).
+func (c *Validator) labels(path string, a Axis, values map[Scalar]bool) {
+	if a.Labels == nil {
+		return
+	}
+	if len(a.Labels) != len(a.Values) {
+		c.add(path+".labels", "%d labels for %d values: want one label per value", len(a.Labels), len(a.Values))
+		return
+	}
+	seen := map[string]bool{}
+	for j, l := range a.Labels {
+		p := fmt.Sprintf("%s.labels[%d]", path, j)
+		switch {
+		case !AxisLabel.MatchString(l):
+			c.add(p, "bad label %q: want up to 40 letters, digits, '-', '_', '.', '/' and ':'", l)
+		case seen[l]:
+			c.add(p, "label %s listed twice", l)
+		case values[Scalar(l)] && string(a.Values[j]) != l:
+			c.add(p, "label %s is another value of the axis: a cell naming it would be ambiguous", l)
+		}
+		seen[l] = true
+	}
+}
+
 // Cells returns the cells of the scenario's matrix: the listed ones, or
 // the product of the axes, first axis slowest; nil without a matrix.
 func (s *Scenario) Cells() []Cell {
@@ -236,8 +314,11 @@ func (s *Scenario) Cells() []Cell {
 	if len(m.Cells) > 0 {
 		for _, given := range m.Cells {
 			c := Cell{Axes: axes}
-			for _, a := range axes {
-				c.Values = append(c.Values, string(given[a]))
+			for i, a := range m.Axes {
+				// A cell may name a value by its label.
+				v := a.value(string(given[axes[i]]))
+				c.Values = append(c.Values, v)
+				c.Labels = append(c.Labels, a.label(v))
 			}
 			cells = append(cells, c)
 		}
@@ -247,7 +328,8 @@ func (s *Scenario) Cells() []Cell {
 			var next []Cell
 			for _, c := range cells {
 				for _, v := range a.Values {
-					next = append(next, Cell{Axes: axes, Values: append(append([]string{}, c.Values...), string(v))})
+					next = append(next, Cell{Axes: axes, Values: append(append([]string{}, c.Values...), string(v)),
+						Labels: append(append([]string{}, c.Labels...), a.label(string(v)))})
 				}
 			}
 			cells = next
@@ -257,7 +339,9 @@ func (s *Scenario) Cells() []Cell {
 		for _, t := range m.Tags {
 			match := true
 			for k, v := range t.When {
-				if got, _ := cells[i].Value(k); got != string(v) {
+				// when names a value by its label or by itself.
+				got, _ := cells[i].Value(k)
+				if j := indexOf(axes, k); j < 0 || got != m.Axes[j].value(string(v)) {
 					match = false
 				}
 			}
@@ -326,6 +410,15 @@ func (s *Scenario) WithCell(cell Cell) (*Scenario, error) {
 	return inst, nil
 }
 
+func indexOf(list []string, s string) int {
+	for i, x := range list {
+		if x == s {
+			return i
+		}
+	}
+	return -1
+}
+
 func asValidation(err error, ve **ValidationError) bool {
 	v, ok := err.(*ValidationError)
 	if ok {
@@ -392,6 +485,8 @@ func (s *Scenario) SetAxis(set string, strs []string) error {
 	for i, a := range s.Matrix.Axes {
 		if a.Set == set {
 			s.Matrix.Axes[i].Values = values
+			// The labels named the values replaced.
+			s.Matrix.Axes[i].Labels = nil
 			s.Matrix.Cells = nil
 			return s.validateMatrixOnly(set)
 		}
@@ -497,6 +592,10 @@ func scalar(v string, line int) *yaml.Node {
 	n := &yaml.Node{Kind: yaml.ScalarNode, Value: v, Line: line}
 	if _, err := strconv.ParseInt(v, 10, 64); err == nil {
 		n.Tag = "!!int"
+	} else if v == "true" || v == "false" {
+		// A boolean field (a step's skip) takes only booleans; a string
+		// field takes them as text.
+		n.Tag = "!!bool"
 	} else {
 		n.Tag = "!!str"
 	}

@@ -153,7 +153,7 @@ func TestMatrixInvalid(t *testing.T) {
 		{"unknown host", `    - {set: clinet.net.ipv4.tcp_syn_retries, values: [1]}`,
 			`sweep.yaml:16: matrix.axes[0].set: unknown host "clinet" (hosts: client, server)`},
 		{"not a client option", `    - {set: connect.sql, values: [x]}`,
-			`sweep.yaml:16: matrix.axes[0].set: step "connect" (client) has no option "sql" an axis may set (want at, connect_timeout, delay, rcvbuf, read_timeout or write_timeout)`},
+			`sweep.yaml:16: matrix.axes[0].set: step "connect" (client) has no option "sql" an axis may set (want at, connect_timeout, delay, rcvbuf, read_timeout, skip or write_timeout)`},
 		{"no values", `    - {set: server.wait_timeout, values: []}`,
 			`sweep.yaml:16: matrix.axes[0].values: want at least one value`},
 		{"twice", "    - {set: server.wait_timeout, values: [1]}\n    - {name: wt, set: server.wait_timeout, values: [2]}",

@@ -28,8 +28,12 @@ type Scenario struct {
 	// scenario fails. Default 120s.
 	Limit   Duration `yaml:"limit,omitempty" json:"limit,omitempty"`
 	Network Network  `yaml:"network,omitempty" json:"network,omitempty"`
+	// Networks, if set, make the lab routed: each network is a subnet of
+	// its own, hosts join one each, and routers (hosts with links) join
+	// several. Exclusive with Network.
+	Networks map[string]*RoutedNetwork `yaml:"networks,omitempty" json:"networks,omitempty"`
 	// Hosts, by name; each becomes a network namespace with one interface,
-	// eth0, on the lab network.
+	// eth0, on the lab network (a router: one per link).
 	Hosts  map[string]*Host `yaml:"hosts" json:"hosts"`
 	Server Server           `yaml:"server" json:"server"`
 	// Servers, if set, runs the scenario once per entry, each a server of
@@ -70,15 +74,46 @@ type Network struct {
 	Subnet string `yaml:"subnet,omitempty" json:"subnet,omitempty"`
 }
 
+// RoutedNetwork is one network of a routed lab (Scenario.Networks).
+type RoutedNetwork struct {
+	// Subnet is the network's IPv4 prefix, /16 to /30, private.
+	Subnet string `yaml:"subnet" json:"subnet"`
+}
+
 // Host is one network namespace.
 type Host struct {
-	// Address inside the subnet; default: assigned in order of host names,
-	// from .10 up.
+	// Address inside the subnet (a routed lab: the host's network's);
+	// default: assigned in order of host names, from .10 up.
 	Address string `yaml:"address,omitempty" json:"address,omitempty"`
+	// Network names the host's network in a routed lab (Scenario.Networks).
+	Network string `yaml:"network,omitempty" json:"network,omitempty"`
+	// Extra are more addresses on eth0, in the same subnet.
+	Extra []string `yaml:"extra,omitempty" json:"extra,omitempty"`
+	// Links make the host a router of a routed lab: one link per network,
+	// eth0, eth1, ... in this order. A router has no Network, Address or
+	// Extra of its own.
+	Links []RouterLink `yaml:"links,omitempty" json:"links,omitempty"`
 	// Sysctls are written in the host's namespace before the timeline starts
 	// and read back; only per-namespace keys (net.*) are accepted.
 	Sysctls map[string]string `yaml:"sysctls,omitempty" json:"sysctls,omitempty"`
 }
+
+// RouterLink is a router's link to one network.
+type RouterLink struct {
+	Network string `yaml:"network" json:"network"`
+	// Address on the network; default the first free one from the
+	// network's .1 up, in order of router names.
+	Address string `yaml:"address,omitempty" json:"address,omitempty"`
+	// Extra are more addresses on the link, e.g. an SNAT pool the router
+	// must answer ARP for.
+	Extra []string `yaml:"extra,omitempty" json:"extra,omitempty"`
+}
+
+// Router reports whether the host is a router (it has links).
+func (h *Host) Router() bool { return h != nil && len(h.Links) > 0 }
+
+// Routed reports whether the lab has several networks (networks:).
+func (s *Scenario) Routed() bool { return len(s.Networks) > 0 }
 
 // Server is the MySQL server under test.
 type Server struct {
@@ -147,6 +182,30 @@ type Observe struct {
 	// IO samples the server's disk's counters (server.disk), as iostat
 	// does.
 	IO *IOObservation `yaml:"io,omitempty" json:"io,omitempty"`
+	// Census counts a host's TCP sockets by state over time through
+	// sock_diag, and follows each TIME_WAIT with its timer: thousands of
+	// short connections, where sockets samples every socket.
+	Census []CensusObservation `yaml:"census,omitempty" json:"census,omitempty"`
+	// Conntrack samples a host's conntrack table (a NAT router's): entries
+	// by TCP state.
+	Conntrack []ConntrackObservation `yaml:"conntrack,omitempty" json:"conntrack,omitempty"`
+}
+
+// CensusObservation is one host's socket census.
+type CensusObservation struct {
+	Host string `yaml:"host" json:"host"`
+	// Every is the period; default 250ms.
+	Every Duration `yaml:"every,omitempty" json:"every,omitempty"`
+	// Port keeps sockets whose local or remote port is this; default the
+	// server port.
+	Port int `yaml:"port,omitempty" json:"port,omitempty"`
+}
+
+// ConntrackObservation samples one host's conntrack table.
+type ConntrackObservation struct {
+	Host string `yaml:"host" json:"host"`
+	// Every is the period; default 500ms.
+	Every Duration `yaml:"every,omitempty" json:"every,omitempty"`
 }
 
 // IOObservation is the period of the disk's IO sampling.
@@ -184,6 +243,10 @@ type Step struct {
 	// Host runs the action; an action may name a default (client steps:
 	// "client").
 	Host string `yaml:"host,omitempty" json:"host,omitempty"`
+	// Skip leaves the step out: it does not run, and the steps after it
+	// start at its start time (plus their delay), as if it had finished at
+	// once. A matrix axis may set it (STEP.skip).
+	Skip bool `yaml:"skip,omitempty" json:"skip,omitempty"`
 
 	// Kind is the action's key ("iptables", "client", ...), one of the
 	// registered step actions; Action is its value, of the type the kind
@@ -202,6 +265,7 @@ type stepHeader struct {
 	After string    `yaml:"after,omitempty"`
 	Delay Duration  `yaml:"delay,omitempty"`
 	Host  string    `yaml:"host,omitempty"`
+	Skip  bool      `yaml:"skip,omitempty"`
 }
 
 // UnmarshalYAML decodes the shared fields, then each action key into the
@@ -216,7 +280,7 @@ func (st *Step) UnmarshalYAML(n *yaml.Node) error {
 	if err := n.Decode(&h); err != nil {
 		return err
 	}
-	*st = Step{Name: h.Name, At: h.At, After: h.After, Delay: h.Delay, Host: h.Host}
+	*st = Step{Name: h.Name, At: h.At, After: h.After, Delay: h.Delay, Host: h.Host, Skip: h.Skip}
 	keys := make([]string, 0, len(raw))
 	for k := range raw {
 		keys = append(keys, k)
@@ -258,6 +322,9 @@ func (st Step) stepFields() map[string]any {
 	}
 	if st.Host != "" {
 		m["host"] = st.Host
+	}
+	if st.Skip {
+		m["skip"] = true
 	}
 	if st.Kind != "" {
 		m[st.Kind] = st.Action

@@ -28,7 +28,9 @@ var typeDocs = map[string]string{
 	"Scenario":          "A labrun scenario: hosts in their own network namespaces, a MySQL server, a timeline of faults and clients, and checks of the outcome.",
 	"Source":            "The article a scenario rebuilds.",
 	"Network":           "The lab network all hosts sit on.",
-	"Host":              "One network namespace with one interface, eth0, on the lab network.",
+	"Host":              "One network namespace with one interface, eth0, on the lab network; a router (links) has one per network it joins.",
+	"RoutedNetwork":     "One network of a routed lab: a subnet on a bridge of its own.",
+	"RouterLink":        "A router's link to one network; the links are the router's eth0, eth1, ... in their order.",
 	"Server":            "The MySQL server under test.",
 	"ServerVariant":     "One server of the scenario's matrix: the scenario runs once per entry, with everything of server but what the entry sets.",
 	"Observe":           "What is sampled during the timeline.",
@@ -53,6 +55,7 @@ var fieldDocs = map[string]string{
 	"Scenario.source":      "The article the documented values come from.",
 	"Scenario.limit":       "Bounds the timeline: a step still running then is stopped and the scenario fails. Default 120s.",
 	"Scenario.network":     "The lab network all hosts sit on.",
+	"Scenario.networks":    "Makes the lab routed: networks by name, each a subnet on a bridge of its own; a host joins one (network), a router (links) several, and traffic between networks goes through the routers. Exclusive with network.",
 	"Scenario.hosts":       "Hosts by name; each becomes a network namespace with one interface, eth0, on the lab network.",
 	"Scenario.server":      "The MySQL server under test.",
 	"Scenario.servers":     "Runs the scenario once per entry, each with a server of its own (flavor, engine or image) and everything else of server; the report names each instance by its server, e.g. \"lab-e/syn-dropped [mariadb/container]\".",
@@ -66,8 +69,9 @@ var fieldDocs = map[string]string{
 	"Matrix.cells":  "The cells to run instead of the product of the axes, each a value per axis name.",
 	"Matrix.tags":   "Tags for the cells whose values match, e.g. long for the slow cells; a long cell is not quick.",
 	"Axis.name":     "The axis's name in instance names and tables. Default: the last part of set.",
-	"Axis.set":      "What the axis sets: HOST.net.ipv4.KEY (a host's sysctl), server.NAME (a server variable), STEP.OPTION (a step's at or delay, or an option its action lets an axis set: a client's connect_timeout, read_timeout, write_timeout or rcvbuf; a freeze's for; a throttle's limits and for; a load's bytes, for, block and sync_every), flavor or engine.",
+	"Axis.set":      "What the axis sets: HOST.net.ipv4.KEY (a host's sysctl; HOST.net.netfilter.KEY too), server.NAME (a server variable), STEP.iptables (an iptables step's whole rule), STEP.OPTION (a step's at, delay or skip, or an option its action lets an axis set: a client's connect_timeout, read_timeout, write_timeout or rcvbuf; a freeze's for; a throttle's limits and for; a load's bytes, for, block and sync_every), flavor or engine.",
 	"Axis.values":   "The values, as the scenario would write them.",
+	"Axis.labels":   "Names for the values, one per value in the same order, used in instance names and cell labels instead of the values (e.g. for a whole iptables rule); cells and tags may name a value by its label or by itself.",
 	"CellTags.when": "Axis values a cell must have, by axis name.",
 	"CellTags.tags": "The tags those cells get.",
 
@@ -78,8 +82,17 @@ var fieldDocs = map[string]string{
 
 	"Network.subnet": "An IPv4 /24 used inside the run's namespaces only; nothing is routed to or from the host namespace. Default 10.89.0.0/24.",
 
-	"Host.address": "Address inside the subnet. Default: assigned in order of host names, from .10 up.",
-	"Host.sysctls": "Written in the host's namespace before the timeline starts and read back; only per-namespace keys (net.*) are accepted.",
+	"Host.address": "Address inside the subnet (routed lab: the host's network's). Default: assigned in order of host names, from .10 up, skipping every address written anywhere.",
+	"Host.network": "Routed lab: the network the host joins; required on every host but a router.",
+	"Host.extra":   "More addresses on eth0, in the same subnet (more client source addresses); unique across the lab.",
+	"Host.links":   "Makes the host a router of a routed lab: one link per network, eth0, eth1, ... in this order. A router has no network, address or extra of its own.",
+
+	"RoutedNetwork.subnet": "The network's IPv4 subnet, /16 to /30, inside a private range, written as its network address, e.g. 10.89.1.0/24; subnets do not overlap.",
+
+	"RouterLink.network": "The network the link joins.",
+	"RouterLink.address": "The router's address on the network. Default: the network's first free address from .1 up, in order of router names.",
+	"RouterLink.extra":   "More addresses on the link, e.g. an SNAT pool the router must answer ARP for.",
+	"Host.sysctls":       "Written in the host's namespace before the timeline starts and read back; only per-namespace keys (net.*) are accepted.",
 
 	"Server.host":      "The host the server runs on.",
 	"Server.flavor":    "\"mysql\" (Oracle MySQL) or \"mariadb\". Default mysql.",
@@ -108,10 +121,18 @@ var fieldDocs = map[string]string{
 	"Step.after":                   "Names a step; this one starts when that one has finished, plus delay. Exclusive with at.",
 	"Step.delay":                   "Wait after the step named by after has finished. Only with after.",
 	"Step.host":                    "The host the action runs on; some actions have a default (client steps: client).",
+	"Step.skip":                    "true: the step does not run; the steps after it start at its start time plus their delay, as if it had finished at once. An axis may set it (STEP.skip), to run a cell without a fault.",
 	"Observe.processlist":          "Samples the server's threads (information_schema PROCESSLIST) and transactions (INNODB_TRX) over an admin connection from the server's own namespace.",
 	"ProcesslistObservation.every": "The sampling period; default 200ms.",
 	"Observe.io":                   "Samples the server disk's counters (server.disk): utilisation, await, queue depth, bytes read and written, as iostat -x shows them.",
 	"IOObservation.every":          "The sampling period; default 100ms.",
+	"Observe.census":               "Socket censuses, one per host: TCP sockets counted by state through sock_diag, and each TIME_WAIT followed with its timer, for thousands of short connections.",
+	"CensusObservation.host":       "The host whose sockets are counted.",
+	"CensusObservation.every":      "The sampling period; default 250ms.",
+	"CensusObservation.port":       "Counts sockets whose local or remote port is this; default the server port.",
+	"Observe.conntrack":            "Conntrack table samplers, one per host (a NAT router's): entries by TCP state.",
+	"ConntrackObservation.host":    "The host whose conntrack table is sampled.",
+	"ConntrackObservation.every":   "The sampling period; default 500ms.",
 	"Expect.value":                 "The first column of the first row the step's last statement returned, as text (query_value).",
 	"Expect.after":                 "ends_after: the step that must be over before the check's step finishes; for a client step whose server thread the processlist shows, over means that thread stopped running its statement. client_error with model session_end: the step whose idle session holds the lock the check's step waits on.",
 
@@ -148,6 +169,8 @@ var schemaRequired = map[string]bool{
 	"Scenario.hosts": true, "Scenario.server": true, "Scenario.timeline": true,
 	"Scenario.checks":        true,
 	"Server.host":            true,
+	"RoutedNetwork.subnet":   true,
+	"RouterLink.network":     true,
 	"SocketObservation.host": true,
 	"Step.name":              true,
 	"Check.name":             true, "Check.type": true,
@@ -160,29 +183,35 @@ var schemaRequired = map[string]bool{
 func schemaExtra() map[string]jsonObj {
 	port := func() jsonObj { return jsonObj{{"minimum", 1}, {"maximum", 65535}} }
 	return map[string]jsonObj{
-		"Scenario.limit":          {{"default", fmtDuration(DefaultLimit)}},
-		"Network.subnet":          {{"default", DefaultSubnet}},
-		"Host.sysctls":            {{"propertyNames", jsonObj{{"pattern", SysctlKey.String()}}}},
-		"Server.flavor":           {{"enum", sortedNames(flavors)}, {"default", DefaultFlavor}},
-		"Server.engine":           {{"enum", sortedNames(engines)}, {"default", DefaultEngine}},
-		"Server.image":            {{"pattern", imageRef.String()}},
-		"ServerVariant.flavor":    {{"enum", sortedNames(flavors)}},
-		"ServerVariant.engine":    {{"enum", sortedNames(engines)}},
-		"ServerVariant.image":     {{"pattern", imageRef.String()}},
-		"ServerVariant.variables": {{"propertyNames", jsonObj{{"pattern", variableName.String()}}}},
-		"Scenario.servers":        {{"minItems", 1}},
-		"Server.port":             append(port(), jsonKV{"default", DefaultPort}),
-		"Server.variables":        {{"propertyNames", jsonObj{{"pattern", variableName.String()}}}},
-		"SocketObservation.every": {{"default", fmtDuration(DefaultSampleEvery)}},
-		"SocketObservation.port":  port(),
-		"IOObservation.every":     {{"default", fmtDuration(DefaultSampleEvery)}},
-		"Disk.size":               {{"default", Bytes(DefaultDiskSize).String()}},
-		"Check.type":              {{"enum", CheckNames()}},
-		"Check.flavors":           {{"items", jsonObj{{"enum", sortedNames(flavors)}}}},
-		"Expect.count":            {{"minimum", 0}},
-		"Documented.flavor":       {{"enum", sortedNames(flavors)}},
-		"Scenario.hosts":          {{"propertyNames", jsonObj{{"pattern", HostName.String()}}}, {"minProperties", 1}},
-		"Scenario.timeline":       {{"minItems", 1}},
+		"Scenario.limit":             {{"default", fmtDuration(DefaultLimit)}},
+		"Network.subnet":             {{"default", DefaultSubnet}},
+		"Host.sysctls":               {{"propertyNames", jsonObj{{"pattern", SysctlKey.String()}, {"not", jsonObj{{"enum", sortedNames(readOnlySysctls)}}}}}},
+		"Scenario.networks":          {{"propertyNames", jsonObj{{"pattern", NetworkName.String()}}}, {"minProperties", 1}},
+		"Host.links":                 {{"minItems", 1}},
+		"Axis.labels":                {{"items", jsonObj{{"pattern", AxisLabel.String()}}}, {"uniqueItems", true}},
+		"Server.flavor":              {{"enum", sortedNames(flavors)}, {"default", DefaultFlavor}},
+		"Server.engine":              {{"enum", sortedNames(engines)}, {"default", DefaultEngine}},
+		"Server.image":               {{"pattern", imageRef.String()}},
+		"ServerVariant.flavor":       {{"enum", sortedNames(flavors)}},
+		"ServerVariant.engine":       {{"enum", sortedNames(engines)}},
+		"ServerVariant.image":        {{"pattern", imageRef.String()}},
+		"ServerVariant.variables":    {{"propertyNames", jsonObj{{"pattern", variableName.String()}}}},
+		"Scenario.servers":           {{"minItems", 1}},
+		"Server.port":                append(port(), jsonKV{"default", DefaultPort}),
+		"Server.variables":           {{"propertyNames", jsonObj{{"pattern", variableName.String()}}}},
+		"SocketObservation.every":    {{"default", fmtDuration(DefaultSampleEvery)}},
+		"SocketObservation.port":     port(),
+		"IOObservation.every":        {{"default", fmtDuration(DefaultSampleEvery)}},
+		"CensusObservation.every":    {{"default", fmtDuration(DefaultCensusEvery)}},
+		"CensusObservation.port":     port(),
+		"ConntrackObservation.every": {{"default", fmtDuration(DefaultConntrackEvery)}},
+		"Disk.size":                  {{"default", Bytes(DefaultDiskSize).String()}},
+		"Check.type":                 {{"enum", CheckNames()}},
+		"Check.flavors":              {{"items", jsonObj{{"enum", sortedNames(flavors)}}}},
+		"Expect.count":               {{"minimum", 0}},
+		"Documented.flavor":          {{"enum", sortedNames(flavors)}},
+		"Scenario.hosts":             {{"propertyNames", jsonObj{{"pattern", HostName.String()}}}, {"minProperties", 1}},
+		"Scenario.timeline":          {{"minItems", 1}},
 		// A scenario without checks could only pass on nothing; the
 		// loader refuses it, and so does the editor.
 		"Scenario.checks": {{"minItems", 1}},
@@ -266,6 +295,28 @@ func typeExtra() map[string]jsonObj {
 			{"dependentRequired", jsonObj{{"delay", []string{"after"}}}},
 		},
 		"Check": {{"allOf", perKind}},
+		// A router has its networks and addresses in its links.
+		"Host": {{"dependentSchemas", jsonObj{{"links", jsonObj{{"properties", jsonObj{
+			{"network", false}, {"address", false}, {"extra", false}}}}}}}},
+		"Scenario": routedSchema(),
+	}
+}
+
+// routedSchema says what a routed lab (networks) asks of its hosts: network
+// and networks are exclusive; with networks every host has a network or
+// links, without them none has either.
+func routedSchema() jsonObj {
+	hosts := func(v jsonObj) jsonKV {
+		return jsonKV{"hosts", jsonObj{{"additionalProperties", v}}}
+	}
+	joins := []any{jsonObj{{"required", []string{"network"}}}, jsonObj{{"required", []string{"links"}}}}
+	return jsonObj{
+		{"dependentSchemas", jsonObj{{"networks", jsonObj{{"properties", jsonObj{
+			{"network", false},
+			hosts(jsonObj{{"type", "object"}, {"anyOf", joins}}),
+		}}}}}},
+		{"if", jsonObj{{"not", jsonObj{{"required", []string{"networks"}}}}}},
+		{"then", jsonObj{{"properties", jsonObj{hosts(jsonObj{{"not", jsonObj{{"type", "object"}, {"anyOf", joins}}}})}}}},
 	}
 }
 

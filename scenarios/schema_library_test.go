@@ -185,6 +185,16 @@ func TestSchemaRefusesInvalid(t *testing.T) {
 		{file: "invalid-at-and-after.yaml", want: []string{"/timeline/1 oneOf", "/timeline/2 required"}},
 		{file: "invalid-server.yaml", want: []string{"/server/flavor enum", "/server/engine enum", "/server/port maximum"}},
 		{file: "invalid-client.yaml", want: []string{"/timeline/0/client required", "/timeline/1/client/kind enum"}},
+		// A false schema and 'not' have no keyword of their own: their
+		// location is the want. Overlapping, public or unjoined networks,
+		// addresses and a router server are the loader's alone.
+		{file: "invalid-networks.yaml", want: []string{"/network "}, says: "'Public' does not match pattern"},
+		{file: "invalid-routed-hosts.yaml", want: []string{"/hosts/lost required", "/hosts/nat/address "}},
+		{file: "invalid-single-network-router.yaml", want: []string{"/hosts/client ", "/hosts/nat "}},
+		{file: "invalid-conntrack-sysctl.yaml", want: []string{"/hosts/client anyOf"}, says: "invalid propertyName 'net.netfilter.nf_conntrack_max'"},
+		// One label per value, and no label the axis's other value, are
+		// the loader's alone.
+		{file: "invalid-axis-labels.yaml", want: []string{"/matrix/axes/1/labels uniqueItems", "/matrix/axes/1/labels/2 pattern"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.file, func(t *testing.T) {

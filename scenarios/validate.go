@@ -115,6 +115,17 @@ func (s *Scenario) validate() []Problem {
 		c.host(path+".host", o.Host)
 		c.port(path+".port", o.Port)
 	}
+	for i, o := range s.Observe.Census {
+		path := fmt.Sprintf("observe.census[%d]", i)
+		c.host(path+".host", o.Host)
+		c.port(path+".port", o.Port)
+		c.period(path+".every", o.Every)
+	}
+	for i, o := range s.Observe.Conntrack {
+		path := fmt.Sprintf("observe.conntrack[%d]", i)
+		c.host(path+".host", o.Host)
+		c.period(path+".every", o.Every)
+	}
 	c.timeline()
 	c.checks()
 	c.matrix()
@@ -125,6 +136,10 @@ func (c *Validator) hosts() {
 	s := c.s
 	if len(s.Hosts) == 0 {
 		c.add("hosts", "want at least one host")
+		return
+	}
+	if s.Routed() {
+		c.routedHosts()
 		return
 	}
 	prefix, err := netip.ParsePrefix(s.Network.Subnet)
@@ -139,14 +154,18 @@ func (c *Validator) hosts() {
 	for _, name := range sortedNames(s.Hosts) {
 		h := s.Hosts[name]
 		path := joinKey("hosts", name)
-		if !HostName.MatchString(name) {
-			c.add(path, "bad host name %q: want up to 32 lowercase letters, digits, '-' and '_', starting with a letter", name)
-		}
+		c.hostName(path, name)
 		if h == nil {
 			continue
 		}
-		if prefix.IsValid() {
+		if h.Network != "" {
+			c.add(path+".network", "only in a routed lab (networks:); this lab is the single network.subnet")
+		}
+		if len(h.Links) > 0 {
+			c.add(path+".links", "a router needs a routed lab: write networks: instead of network:")
+		} else if prefix.IsValid() {
 			c.address(path+".address", name, h.Address, prefix, owner)
+			c.extra(path+".extra", name, h.Extra, prefix, owner)
 		}
 		c.sysctls(path+".sysctls", h.Sysctls)
 	}
@@ -166,7 +185,7 @@ func (c *Validator) address(path, host, addr string, prefix netip.Prefix, owner 
 		c.add(path, "address %s is outside the subnet %s", a, prefix)
 		return
 	}
-	if last := a.As4()[3]; last == 0 || last == 255 {
+	if a == prefix.Masked().Addr() || a == lastAddr(prefix) {
 		c.add(path, "address %s is the subnet's network or broadcast address", a)
 		return
 	}
@@ -187,6 +206,8 @@ func (c *Validator) sysctls(path string, m map[string]string) {
 			c.add(p, "bad sysctl key %q: only per-namespace keys under net. are accepted", k)
 		case !SysctlKey.MatchString(k):
 			c.add(p, "bad sysctl key %q: want a dotted name such as net.ipv4.tcp_syn_retries", k)
+		case readOnlySysctls[k]:
+			c.add(p, "sysctl %s is the machine's, read-only in a lab namespace: it cannot be set per host", k)
 		case strings.TrimSpace(m[k]) == "":
 			c.add(p, "empty value")
 		default:
@@ -538,6 +559,8 @@ func (c *Validator) checks() {
 			switch {
 			case st == nil:
 				c.add(path+".step", "no step named %q", ck.Step)
+			case st.Skip:
+				c.add(path+".step", "step %s is skipped", ck.Step)
 			case kind.Step == StepConnection && !st.Connects():
 				c.add(path+".step", "step %q is not a client step: %s follows the connection a step opens", ck.Step, ck.Type)
 			}
@@ -577,6 +600,8 @@ func (c *Validator) checks() {
 			if e.After != "" && accepted["after"] {
 				if st, _ := c.Step(e.After); st == nil {
 					c.add(path+".expect.after", "no step named %q", e.After)
+				} else if st.Skip {
+					c.add(path+".expect.after", "step %s is skipped", e.After)
 				}
 			}
 		}
@@ -661,4 +686,11 @@ func fmtDuration(d Duration) string {
 		return fmt.Sprintf("%dms", d/Duration(time.Millisecond))
 	}
 	return d.String()
+}
+
+// period checks a sampling period: at least 10ms, as the samplers take.
+func (c *Validator) period(path string, d Duration) {
+	if d.D() < 10*time.Millisecond {
+		c.add(path, "want a period of 10ms or more")
+	}
 }

@@ -120,6 +120,11 @@ var keys = map[string]keyInfo{
 	KeyKeepaliveTime:      {def: 7200, absent: 7200},
 	KeyKeepaliveIntvl:     {def: 75, absent: 75},
 	KeyKeepaliveProbes:    {def: 9, absent: 9},
+	// tcp_max_tw_buckets' default scales with the machine's memory (half
+	// the established hash's size); 131072 is this workplace's.
+	KeyMaxTwBuckets: {def: 131072, absent: 131072},
+	KeyTimestamps:   {def: 1, absent: 1},
+	KeyRFC1337:      {def: 0, absent: 0},
 }
 
 // Keys returns the sysctl keys the model reads, sorted. A run reads these in
@@ -314,6 +319,8 @@ var ranges = map[string][2]int64{
 	KeyThinLinearTimeouts: {0, 1},
 	KeyRTOMaxMs:           {1000, 120000},
 	KeyRTOMinUs:           {1, 2147483647},
+	KeyTimestamps:         {0, 2},
+	KeyRFC1337:            {0, 1},
 }
 
 // CheckValue says whether the kernel would take value for key, for the

@@ -8,7 +8,7 @@
 // scenario.yaml is copied as it is, observations.json with its whitespace
 // removed (the values are untouched), and each pcap observations.json
 // names is copied as it is when it is under 200 KB, else with every frame
-// cut after its TCP header: the analysis reads lengths from the IP header,
+// cut after its TCP header (a payload of 5 bytes or less, a COM_QUIT, is kept): the analysis reads lengths from the IP header,
 // never the payload, so the verdicts are the same.
 package main
 
@@ -135,8 +135,14 @@ func cut(in, out string) error {
 	return os.WriteFile(out, buf.Bytes(), 0o644)
 }
 
-// headers is the length of the frame up to the end of its TCP header, or
-// the whole frame when it carries no TCP.
+// keepPayload is the largest TCP payload a cut frame keeps whole: a
+// COM_QUIT (5 bytes), which the TIME_WAIT analysis recognises. Longer
+// payloads go entirely, so that no MySQL packet is left half there.
+const keepPayload = 5
+
+// headers is the length of the frame up to the end of its TCP header, with
+// its payload if that is at most keepPayload bytes; the whole frame when
+// it carries no TCP.
 func headers(data []byte, lt layers.LinkType) int {
 	p := gopacket.NewPacket(data, lt, gopacket.DecodeOptions{NoCopy: true, Lazy: true})
 	tl := p.Layer(layers.LayerTypeTCP)
@@ -144,5 +150,8 @@ func headers(data []byte, lt layers.LinkType) int {
 		return len(data)
 	}
 	payload := len(tl.LayerPayload())
+	if payload <= keepPayload {
+		return len(data)
+	}
 	return len(data) - payload
 }

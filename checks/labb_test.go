@@ -1,0 +1,96 @@
+package checks_test
+
+import (
+	"testing"
+
+	"github.com/labrun/labrun/actions"
+	"github.com/labrun/labrun/checks"
+	"github.com/labrun/labrun/scenarios"
+)
+
+// Lab B's kinds on nat-strip-mysql: 200 short connections a second for
+// 1.5 s through an SNAT pool of 100 ports that strips timestamps.
+const (
+	twCheck    = "the server, not the client, holds the TIME_WAITs, each for 60 s"
+	finCheck   = "the server sends the first FIN after COM_QUIT"
+	bareCheck  = "SYNs on a server TIME_WAIT get a bare ACK with the old sequence; the client resets it and resends"
+	labBRun    = "nat-strip-mysql"
+	labBServer = "server"
+)
+
+// burstClose rewrites the burst's close mode, as if the scenario had said
+// it: the model moves, the packets do not.
+func burstClose(mode string) func(*testing.T, *checks.Observations, *scenarios.Check) {
+	return func(t *testing.T, o *checks.Observations, _ *scenarios.Check) {
+		for _, st := range o.Scenario.Timeline {
+			if b, ok := st.Action.(*actions.Burst); ok {
+				b.Close = mode
+				return
+			}
+		}
+		t.Fatal("no burst step")
+	}
+}
+
+// noCensus drops the socket census of a host.
+func noCensus(host string) func(*testing.T, *checks.Observations, *scenarios.Check) {
+	return func(t *testing.T, o *checks.Observations, _ *scenarios.Check) {
+		for i, c := range o.Census {
+			if c.Host == host {
+				o.Census = append(o.Census[:i], o.Census[i+1:]...)
+				return
+			}
+		}
+		t.Fatalf("no census of %s", host)
+	}
+}
+
+// noCapture drops a host's capture, as if it had not been captured.
+func noCapture(host string) func(*testing.T, *checks.Observations, *scenarios.Check) {
+	return func(t *testing.T, o *checks.Observations, _ *scenarios.Check) {
+		if o.TimeWait[host] == nil {
+			t.Fatalf("no TIME_WAIT analysis of %s", host)
+		}
+		delete(o.TimeWait, host)
+	}
+}
+
+func init() {
+	kindCases = append(kindCases,
+		kindCase{name: "recorded", run: labBRun, check: twCheck},
+		kindCase{name: "no census, nothing counted", run: labBRun, check: twCheck, alter: noCensus(labBServer),
+			want: "no socket census of host server"},
+		// With tcp_max_tw_buckets 0 the model holds none.
+		kindCase{name: "buckets 0 moves the model", run: labBRun, check: twCheck, alter: sysctl(labBServer, "net.ipv4.tcp_max_tw_buckets", "0"),
+			want: "expected 0"},
+		kindCase{name: "client FIN first: the client would hold them", run: labBRun, check: twCheck, alter: burstClose("rst"),
+			want: "server held at most"},
+		kindCase{name: "quit-now is a race the model cannot call", run: labBRun, check: twCheck, alter: burstClose("quit-now"),
+			want: "race"},
+
+		kindCase{name: "recorded", run: labBRun, check: finCheck},
+		kindCase{name: "close fin expects the client first", run: labBRun, check: finCheck, alter: burstClose("fin"),
+			want: "the server sent the first FIN on"},
+		kindCase{name: "no capture", run: labBRun, check: finCheck, alter: noCapture(labBServer),
+			want: "no TIME_WAIT analysis of host server"},
+
+		kindCase{name: "recorded", run: labBRun, check: bareCheck},
+		// On a kernel with one timestamp offset per address pair, and the
+		// strip rule gone, the model expects none.
+		kindCase{name: "an older kernel without the strip expects none", run: labBRun, check: bareCheck,
+			alter: func(t *testing.T, o *checks.Observations, c *scenarios.Check) {
+				o.Kernel = "6.12.48"
+				for _, st := range o.Scenario.Timeline {
+					if st.Name == "strip" {
+						st.Skip = true
+					}
+				}
+			},
+			want: "SYNs answered by a bare ACK, expected 0 to 2"},
+		kindCase{name: "the article's kernel resends after 1 s", run: labBRun, check: bareCheck,
+			alter: func(t *testing.T, o *checks.Observations, c *scenarios.Check) { o.Kernel = "4.15.0-36-generic" },
+			want:  "after the first bare ACK, expected 1s"},
+		kindCase{name: "no client capture: the cost is unobserved", run: labBRun, check: bareCheck, alter: noCapture("app"),
+			want: "no capture on app"},
+	)
+}
