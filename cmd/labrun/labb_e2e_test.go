@@ -1,6 +1,9 @@
 package main
 
 import (
+	"encoding/json"
+	"errors"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
@@ -52,7 +55,11 @@ func tsharkBareACKs(t *testing.T, pcap string, port int) int {
 	out, err := exec.Command("tshark", "-n", "-r", pcap, "-T", "fields", "-E", "separator=,",
 		"-e", "tcp.stream", "-e", "tcp.srcport", "-e", "tcp.flags", "-e", "tcp.seq_raw", "-e", "tcp.ack_raw", "-e", "tcp.len").Output()
 	if err != nil {
-		t.Fatalf("tshark: %v", err)
+		var ee *exec.ExitError
+		if errors.As(err, &ee) {
+			t.Fatalf("tshark on %s: %v: %s", pcap, err, ee.Stderr)
+		}
+		t.Fatalf("tshark on %s: %v", pcap, err)
 	}
 	synSeq := map[string]uint64{}
 	n := 0
@@ -99,7 +106,7 @@ func TestLabBAgreesWithTshark(t *testing.T) {
 			var pcap string
 			for _, p := range r.report.Scenarios[0].Artifacts.Pcap {
 				if filepath.Base(p) == "server.pcap" {
-					pcap = filepath.Join(r.dir, p)
+					pcap = p // made absolute by labrun()
 				}
 			}
 			if pcap == "" {
@@ -152,4 +159,62 @@ func TestLabBStopMidLoad(t *testing.T) {
 			}
 		})
 	}
+}
+
+// The remedies matrix on Oracle MySQL: every cell passes; report.json
+// carries its comparison table (a column per headline figure, a row per
+// cell) and the HTML report draws it; the cells without TIME_WAITs to
+// meet (long connections, tcp_max_tw_buckets 0, the client closing
+// first) have no SYN answered by a bare ACK, the incident's cell has.
+func TestLabBRemedies(t *testing.T) {
+	needRoot(t)
+	needFlavor(t, "mysql")
+	before := snapshot(t)
+	htmlPath := filepath.Join(t.TempDir(), "report.html")
+	r := labrun(t, "run", "../../scenarios/lab-b/remedies.yaml", "--html", htmlPath)
+	if r.code != 0 {
+		t.Fatalf("want exit 0: %s", r)
+	}
+	b, err := os.ReadFile(filepath.Join(r.dir, "report.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rep struct {
+		Matrices []struct {
+			Axes    []string `json:"axes"`
+			Metrics []string `json:"metrics"`
+			Cells   []struct {
+				Values  []string           `json:"values"`
+				Metrics map[string]float64 `json:"metrics"`
+			} `json:"cells"`
+		} `json:"matrices"`
+	}
+	if err := json.Unmarshal(b, &rep); err != nil {
+		t.Fatal(err)
+	}
+	if len(rep.Matrices) != 1 || len(rep.Matrices[0].Cells) != 7 || len(rep.Matrices[0].Metrics) == 0 {
+		t.Fatalf("matrices: %+v", rep.Matrices)
+	}
+	for _, c := range rep.Matrices[0].Cells {
+		label := strings.Join(c.Values, " ")
+		bare, ok := c.Metrics["SYN→bare ACK"]
+		if !ok {
+			t.Fatalf("cell %s has no SYN→bare ACK figure: %v", label, c.Metrics)
+		}
+		quiet := c.Values[0] != "quit" || c.Values[3] == "0"
+		if quiet && bare != 0 {
+			t.Errorf("cell %s: %v SYNs answered by a bare ACK, want none", label, bare)
+		}
+		if label == "quit 1x100 1 131072 stripped" && bare < 100 {
+			t.Errorf("the incident's cell: only %v SYNs answered by a bare ACK", bare)
+		}
+	}
+	html, err := os.ReadFile(htmlPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(html), `<table class="compare">`) || !strings.Contains(string(html), "SYN→bare ACK") {
+		t.Error("the HTML report has no comparison table")
+	}
+	assertUnchanged(t, before)
 }
