@@ -21,6 +21,7 @@ func init() {
 			},
 		},
 		Eval: checkFirstFIN,
+		Plan: planFirstFIN,
 	})
 }
 

@@ -94,3 +94,51 @@ func init() {
 			want: "no capture on app"},
 	)
 }
+
+// labrun plan predicts Lab B's figures from the scenario alone, and they
+// move with its parameters.
+func TestPlanLabB(t *testing.T) {
+	tests := []struct {
+		file, set string
+		values    []string
+		peak      []int
+		rejected  float64
+	}{
+		{"nat-strip.yaml", "", nil, []int{67}, 0.5},
+		{"direct.yaml", "", nil, []int{50}, 0},
+		{"documented.yaml", "", nil, []int{37807}, 0.5},
+		// The rate moves it: 50 connections drawing from 100 4-tuples leave
+		// 38 (some draw one already in TIME_WAIT).
+		{"nat-strip.yaml", "php.rate", []string{"5", "400"}, []int{38, 67}, 0.5},
+		{"nat-strip.yaml", "server.net.ipv4.tcp_max_tw_buckets", []string{"0", "10"}, []int{0, 10}, 0.5},
+	}
+	for _, tt := range tests {
+		sc, err := scenarios.Load("../scenarios/lab-b/" + tt.file)
+		if err != nil {
+			t.Fatal(err)
+		}
+		insts := []*scenarios.Scenario{sc}
+		if tt.set != "" {
+			if err := sc.SetAxis(tt.set, tt.values); err != nil {
+				t.Fatal(err)
+			}
+			if insts, err = scenarios.Expand(sc, nil, nil); err != nil {
+				t.Fatal(err)
+			}
+		}
+		for i, inst := range insts {
+			for _, pc := range checks.Plan(inst) {
+				switch pc.Type {
+				case "time_wait":
+					if got := pc.Expected["server_peak"]; got != tt.peak[i] {
+						t.Errorf("%s %s: server peak %v, want %d (%s)", tt.file, inst.Name, got, tt.peak[i], pc.Explain)
+					}
+				case "syn_bare_ack":
+					if got := pc.Expected["rejected_share"]; got != tt.rejected {
+						t.Errorf("%s: rejected %v, want %v", inst.Name, got, tt.rejected)
+					}
+				}
+			}
+		}
+	}
+}

@@ -30,6 +30,7 @@ func init() {
 			},
 		},
 		Eval: checkSYNBareACK,
+		Plan: planSYNBareACK,
 	})
 }
 

@@ -33,6 +33,7 @@ func init() {
 			},
 		},
 		Eval: checkTimeWait,
+		Plan: planTimeWait,
 	})
 }
 
