@@ -5,9 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -312,42 +313,25 @@ func (f *FUSE) waitServed(d time.Duration) bool {
 
 // abortFUSE aborts a FUSE connection through fusectl: every request
 // pending and to come fails with ENOTCONN, and the server's reads end.
-// fusectl is mounted for this in a mount namespace of a thread's own,
-// which goes with the thread: nothing is left to unmount, even after a
-// SIGKILL.
+// fusectl is mounted for this in a short-lived process with a mount
+// namespace of its own (made private by the runtime's fork), which takes
+// the mount along when it exits: nothing is left to unmount, even after a
+// SIGKILL. (Unsharing a thread of this process instead taints the main
+// thread when the goroutine happens to run there: the runtime never ends
+// that thread, and /proc/self then shows the private namespace.)
 func abortFUSE(conn uint32) error {
-	errc := make(chan error, 1)
-	go func() {
-		// The thread is never unlocked: it exits with the goroutine,
-		// taking its mount namespace along.
-		runtime.LockOSThread()
-		if err := unix.Unshare(unix.CLONE_FS | unix.CLONE_NEWNS); err != nil {
-			errc <- fmt.Errorf("abort: unshare: %w", err)
-			return
-		}
-		// Private: the fusectl mount must not propagate to the host.
-		if err := unix.Mount("", "/", "", unix.MS_REC|unix.MS_PRIVATE, ""); err != nil {
-			errc <- fmt.Errorf("abort: %w", err)
-			return
-		}
-		dir, err := os.MkdirTemp("", "labrun-fusectl-")
-		if err != nil {
-			errc <- fmt.Errorf("abort: %w", err)
-			return
-		}
-		defer os.Remove(dir)
-		if err := unix.Mount("fusectl", dir, "fusectl", 0, ""); err != nil {
-			errc <- fmt.Errorf("abort: mount fusectl: %w", err)
-			return
-		}
-		defer unix.Unmount(dir, unix.MNT_DETACH)
-		err = os.WriteFile(filepath.Join(dir, strconv.FormatUint(uint64(conn), 10), "abort"), []byte("1"), 0)
-		if errors.Is(err, os.ErrNotExist) {
-			err = nil // the connection is gone already
-		}
-		errc <- err
-	}()
-	return <-errc
+	dir, err := os.MkdirTemp("", "labrun-fusectl-")
+	if err != nil {
+		return fmt.Errorf("abort: %w", err)
+	}
+	defer os.Remove(dir)
+	cmd := exec.Command("/bin/sh", "-c", `mount -t fusectl fusectl "$1" || exit 1; [ -e "$1/$2" ] || exit 0; echo 1 > "$1/$2/abort"`,
+		"sh", dir, strconv.FormatUint(uint64(conn), 10))
+	cmd.SysProcAttr = &syscall.SysProcAttr{Unshareflags: syscall.CLONE_NEWNS}
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("abort: fusectl: %w: %s", err, strings.TrimSpace(string(out)))
+	}
+	return nil
 }
 
 // track records an open handle until its release.

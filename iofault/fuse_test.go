@@ -413,11 +413,15 @@ func TestFUSECrashCleanup(t *testing.T) {
 		t.Fatalf("dd ended before the kill (state %q)", s)
 	}
 
+	self, _ := os.Readlink("/proc/self/ns/mnt")
+	child, _ := os.Readlink(fmt.Sprintf("/proc/%d/ns/mnt", cmd.Process.Pid))
+	before := mountedAt(t, dir) && mountedAt(t, fsMount)
 	if err := cmd.Process.Kill(); err != nil {
 		t.Fatal(err)
 	}
 	cmd.Wait()
 	if !mountedAt(t, dir) || !mountedAt(t, fsMount) {
+		t.Logf("mount namespaces: this test %s, the child %s; mounted before the kill: %v", self, child, before)
 		t.Fatalf("mounts gone before Clean: FUSE %v, ext4 %v", mountedAt(t, dir), mountedAt(t, fsMount))
 	}
 	// The server's death aborted the connection: the mount answers
