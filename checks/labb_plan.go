@@ -47,7 +47,9 @@ func planTimeWait(p *PlanEnv, c *scenarios.Check) (map[string]any, string) {
 		load.Rejected = tcpmodel.SYNOnTimeWait(o.Sysctls[st.Host], o.Kernel, path.reuse()).Rejected
 	}
 	m := tcpmodel.TimeWaits(o.Sysctls[p.Scenario.Server.Host], load)
-	return map[string]any{"holder": holder, "server_peak": m.Peak, "by": m.By, "lifetime_s": m.Lifetime.Seconds()},
+	// The lifetime is not an event of the timeline: no "_s" key, which
+	// PredictedLength would wait for.
+	return map[string]any{"holder": holder, "server_peak": m.Peak, "by": m.By, "lifetime": m.Lifetime.String()},
 		why + ". " + m.Explain + " Server-side 4-tuples: " + path.Explain + "."
 }
 

@@ -2,6 +2,7 @@ package checks_test
 
 import (
 	"testing"
+	"time"
 
 	"github.com/labrun/labrun/actions"
 	"github.com/labrun/labrun/checks"
@@ -140,5 +141,17 @@ func TestPlanLabB(t *testing.T) {
 				}
 			}
 		}
+	}
+}
+
+// A Lab B plan puts no event past the burst: the TIME_WAIT length is not
+// one, and the runner would otherwise keep observing until it (the limit).
+func TestPlanLabBLength(t *testing.T) {
+	sc, err := scenarios.Load("../scenarios/lab-b/nat-strip.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := checks.PredictedLength(sc); got > 11*time.Second {
+		t.Errorf("predicted length %s, want the burst's 10.5 s", got)
 	}
 }

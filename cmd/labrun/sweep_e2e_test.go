@@ -51,6 +51,11 @@ func TestSetRandomValues(t *testing.T) {
 		{"lab-c/kill-remedy.yaml", []string{"server.innodb_lock_wait_timeout=" + pick(10, 60)}},
 		// Under the readers' 10 s pause (see the Lab D page).
 		{"lab-d/slow-reader-ftwrl.yaml", []string{"server.net_write_timeout=" + pick(6, 9)}},
+		// Lab B: the rate and the server's TIME_WAIT cap behind the NAT
+		// (below the 4-tuples' two thirds, the cap decides); the client's
+		// own port range without it (every other port is a 4-tuple).
+		{"lab-b/nat-strip.yaml", []string{"php.rate=" + pick(100, 300), "server.net.ipv4.tcp_max_tw_buckets=" + pick(20, 200)}},
+		{"lab-b/direct.yaml", []string{"app.net.ipv4.ip_local_port_range=40000 " + pick(40060, 40600), "php.rate=" + pick(100, 300)}},
 	}
 	// Each file gets only its own axes: one labrun per file.
 	args := []string{"run", "-j", "3"}
