@@ -265,3 +265,15 @@ type CensusResult struct {
 	TimeWaits TimeWaitLifetimes `json:"time_waits"`
 	Dropped   int               `json:"dropped,omitempty"`
 }
+
+// TimeWaitPeak is the census's highest TIME_WAIT count over the samples
+// that did not error, and when it was seen; -1 when every sample errored.
+func (c *CensusResult) TimeWaitPeak() (int, time.Time) {
+	peak, at := -1, time.Time{}
+	for _, s := range c.Samples {
+		if n := s.Counts["TIME_WAIT"]; s.Error == "" && n > peak {
+			peak, at = n, s.Time
+		}
+	}
+	return peak, at
+}

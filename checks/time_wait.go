@@ -111,7 +111,7 @@ func checkTimeWait(o *Observations, c *scenarios.Check, out *reports.Check) {
 		return m.Peak, m
 	}
 
-	peak, peakAt := censusPeak(census)
+	peak, peakAt := census.TimeWaitPeak()
 	if peak < 0 {
 		out.Message = fmt.Sprintf("every census sample of host %s failed (%s): nothing counted", host, census.Samples[0].Error)
 		return
@@ -167,7 +167,7 @@ func checkTimeWait(o *Observations, c *scenarios.Check, out *reports.Check) {
 		fails = append(fails, fmt.Sprintf("the census of %s followed no TIME_WAIT, so their lifetime is unobserved", host))
 	}
 	for _, h := range slices.Sorted(maps.Keys(others)) {
-		p, _ := censusPeak(others[h])
+		p, _ := others[h].TimeWaitPeak()
 		w, m := want(h)
 		l, u := peakBand(w, m.By)
 		if m.By != "long connections" {
@@ -224,17 +224,6 @@ func peakBand(want int, by string) (int, int) {
 		return want, want
 	}
 	return int(math.Floor(float64(want)*0.95)) - 2, want + max(2, int(math.Ceil(float64(want)*0.02)))
-}
-
-// censusPeak is a census's highest TIME_WAIT count and when it was seen.
-func censusPeak(cr *capture.CensusResult) (int, time.Time) {
-	peak, at := -1, time.Time{}
-	for _, s := range cr.Samples {
-		if n := s.Counts["TIME_WAIT"]; s.Error == "" && n > peak {
-			peak, at = n, s.Time
-		}
-	}
-	return peak, at
 }
 
 // conntrackTimeWait is conntrack's TIME_WAIT timeout on the router that

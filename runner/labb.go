@@ -133,11 +133,9 @@ func (r *run) metrics(o *checks.Observations) []reports.Metric {
 		}
 	}
 	for _, c := range r.censusRes {
-		peak := 0
-		for _, s := range c.Samples {
-			peak = max(peak, s.Counts["TIME_WAIT"])
+		if peak, _ := c.TimeWaitPeak(); peak >= 0 {
+			add(c.Host+" TIME_WAIT peak", float64(peak))
 		}
-		add(c.Host+" TIME_WAIT peak", float64(peak))
 	}
 	return out
 }
